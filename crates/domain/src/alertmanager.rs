@@ -1,0 +1,182 @@
+//! Alertmanager webhook notifications (payload version 4), as every release from 0.25 on sends
+//! them. Unknown fields are ignored so newer releases (`notification_reason`, `routeLabels`) parse.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub version: String,
+    pub group_key: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    pub status: AlertStatus,
+    pub receiver: String,
+    #[serde(default)]
+    pub group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(deserialize_with = "timestamp")]
+    pub starts_at: DateTime<Utc>,
+    #[serde(deserialize_with = "timestamp")]
+    pub ends_at: DateTime<Utc>,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+/// Why a body is not an Alertmanager v4 notification, with the path of the field that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an Alertmanager v4 notification: {field}: {message}")]
+pub struct NotificationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Notification {
+    /// Parses a webhook body. The raw bytes stay with the caller; this only reads them.
+    pub fn parse(body: &[u8]) -> Result<Notification, NotificationError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let n: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = strip_position(&inner.to_string());
+            NotificationError {
+                field: if path == "." { "(root)".into() } else { path },
+                message,
+            }
+        })?;
+        if n.version != "4" {
+            return Err(NotificationError {
+                field: "version".into(),
+                message: format!("expected \"4\", got {:?}", n.version),
+            });
+        }
+        Ok(n)
+    }
+
+    /// The identity used for duplicate detection: receiver, group key and the set of
+    /// (fingerprint, status, startsAt, endsAt). HA peers and retries send equal identities.
+    pub fn dedupe_key(&self) -> String {
+        let mut members: Vec<String> = self
+            .alerts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}|{:?}|{}|{}",
+                    a.fingerprint,
+                    a.status,
+                    a.starts_at.timestamp_nanos_opt().unwrap_or_default(),
+                    a.ends_at.timestamp_nanos_opt().unwrap_or_default()
+                )
+            })
+            .collect();
+        members.sort();
+        members.dedup();
+        let mut h = Sha256::new();
+        h.update(self.receiver.as_bytes());
+        h.update([0]);
+        h.update(self.group_key.as_bytes());
+        for m in &members {
+            h.update([0]);
+            h.update(m.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// RFC 3339 with any UTC offset and 0 to 9 fraction digits, normalised to UTC.
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let s = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| serde::de::Error::custom(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = r#"{"receiver":"hook","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"A"},"annotations":{},"startsAt":"2026-11-23T23:07:31.32Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"f1"}],"groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","version":"4","groupKey":"{}:{}","truncatedAlerts":0}"#;
+
+    #[test]
+    fn accepts_offsets_and_fraction_lengths() {
+        for ts in [
+            "2026-11-23T23:07:31Z",
+            "2026-11-23T23:07:31.1Z",
+            "2026-11-23T23:07:31.123456789Z",
+            "2026-11-24T01:07:31.32+02:00",
+        ] {
+            let body = BODY.replace("2026-11-23T23:07:31.32Z", ts);
+            let n = Notification::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{ts}: {e}"));
+            assert_eq!(n.alerts[0].starts_at.format("%H").to_string(), "23");
+        }
+    }
+
+    #[test]
+    fn ignores_fields_of_newer_releases() {
+        let body = BODY.replace(
+            r#""version":"4""#,
+            r#""version":"4","notification_reason":"x","routeLabels":{"a":"b"}"#,
+        );
+        assert!(Notification::parse(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn names_the_failing_field() {
+        let body = BODY.replace(r#","fingerprint":"f1""#, "");
+        let err = Notification::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "alerts[0]");
+        assert!(err.message.contains("fingerprint"), "{err}");
+
+        let body = BODY.replace("2026-11-23T23:07:31.32Z", "yesterday");
+        let err = Notification::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "alerts[0].startsAt");
+
+        let body = BODY.replace(r#""version":"4""#, r#""version":"3""#);
+        assert_eq!(Notification::parse(body.as_bytes()).unwrap_err().field, "version");
+        let err = Notification::parse(b"[]").unwrap_err();
+        assert!(err.message.contains("expected struct") || err.message.contains("map"), "{err}");
+    }
+
+    #[test]
+    fn dedupe_key_ignores_alert_order_and_annotations() {
+        let a = Notification::parse(BODY.as_bytes()).unwrap();
+        let b = Notification::parse(BODY.replace(r#""annotations":{}"#, r#""annotations":{"x":"y"}"#).as_bytes()).unwrap();
+        assert_eq!(a.dedupe_key(), b.dedupe_key());
+        let resolved = BODY.replace(r#""status":"firing","labels""#, r#""status":"resolved","labels""#);
+        let c = Notification::parse(resolved.as_bytes()).unwrap();
+        assert_ne!(a.dedupe_key(), c.dedupe_key());
+    }
+}

@@ -1,0 +1,225 @@
+//! Jinja templates in workflow fields (minijinja, strict undefined, bounded by fuel).
+//!
+//! A field whose whole value is one `{{ expression }}` keeps the expression's JSON type, so
+//! `count: "{{ trigger.alerts | length }}"` is a number. Any other string renders to a string.
+
+use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Enough for any sane template, small enough that a runaway loop stops quickly.
+const FUEL: u64 = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct TemplateError {
+    /// Where the template sits, e.g. `with.url` or `if`.
+    pub field: String,
+    pub message: String,
+}
+
+fn environment<'s>() -> Environment<'s> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env
+}
+
+/// The expression inside a string that is exactly one `{{ ... }}`, if it is.
+fn lone_expression(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Renders every template string inside `value`; `field` names where `value` sits.
+pub fn render_value(value: &Value, ctx: &Value, field: &str) -> Result<Value, TemplateError> {
+    let env = environment();
+    let jctx = JinjaValue::from_serialize(ctx);
+    render_in(&env, value, &jctx, ctx, field)
+}
+
+fn render_in(
+    env: &Environment<'_>,
+    value: &Value,
+    jctx: &JinjaValue,
+    ctx: &Value,
+    field: &str,
+) -> Result<Value, TemplateError> {
+    match value {
+        Value::String(s) if is_template(s) => render_string(env, s, jctx, ctx, field),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| render_in(env, v, jctx, ctx, &format!("{field}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render_in(env, v, jctx, ctx, &format!("{field}.{k}"))?)))
+            .collect::<Result<serde_json::Map<_, _>, _>>()
+            .map(Value::Object),
+        other => Ok(other.clone()),
+    }
+}
+
+fn render_string(
+    env: &Environment<'_>,
+    src: &str,
+    jctx: &JinjaValue,
+    ctx: &Value,
+    field: &str,
+) -> Result<Value, TemplateError> {
+    let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
+        field: field.to_string(),
+        message: explain(&e, &vars, ctx),
+    };
+    if let Some(expr_src) = lone_expression(src) {
+        let expr = env
+            .compile_expression(expr_src)
+            .map_err(|e| fail(e, BTreeSet::new()))?;
+        let vars = || expr.undeclared_variables(true).into_iter().collect();
+        let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
+        if out.is_undefined() {
+            let e = minijinja::Error::new(minijinja::ErrorKind::UndefinedError, "undefined value");
+            return Err(fail(e, vars()));
+        }
+        return serde_json::to_value(&out).map_err(|e| TemplateError {
+            field: field.to_string(),
+            message: format!("result is not JSON: {e}"),
+        });
+    }
+    let tmpl = env.template_from_str(src).map_err(|e| fail(e, BTreeSet::new()))?;
+    tmpl.render(jctx)
+        .map(Value::String)
+        .map_err(|e| fail(e, tmpl.undeclared_variables(true).into_iter().collect()))
+}
+
+/// Evaluates a condition (`if`, `when`): a bare Jinja expression, or one `{{ ... }}`.
+pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, TemplateError> {
+    let env = environment();
+    let src = lone_expression(src).unwrap_or(src);
+    let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
+        field: field.to_string(),
+        message: explain(&e, &vars, ctx),
+    };
+    let expr = env.compile_expression(src).map_err(|e| fail(e, BTreeSet::new()))?;
+    let jctx = JinjaValue::from_serialize(ctx);
+    let vars = || expr.undeclared_variables(true).into_iter().collect();
+    let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
+    if out.is_undefined() {
+        let e = minijinja::Error::new(minijinja::ErrorKind::UndefinedError, "undefined value");
+        return Err(fail(e, vars()));
+    }
+    Ok(out.is_true())
+}
+
+/// Names the first variable the template uses that the context lacks, so that an error says
+/// `undefined name alert.labels.team` rather than only `undefined value`.
+fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &Value) -> String {
+    if e.kind() == minijinja::ErrorKind::UndefinedError {
+        if let Some(missing) = vars.iter().find(|v| !resolves(ctx, v)) {
+            let missing = first_missing_prefix(ctx, missing);
+            return format!("undefined name `{missing}` (use default() to make it optional)");
+        }
+    }
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    format!("{}{detail}", e.kind())
+}
+
+fn resolves(ctx: &Value, dotted: &str) -> bool {
+    let mut cur = ctx;
+    for part in dotted.split('.') {
+        match cur.get(part) {
+            Some(v) => cur = v,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn first_missing_prefix(ctx: &Value, dotted: &str) -> String {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for n in 1..=parts.len() {
+        let prefix = parts[..n].join(".");
+        if !resolves(ctx, &prefix) {
+            return prefix;
+        }
+    }
+    dotted.to_string()
+}
+
+/// Checks a template's syntax and returns the variables it reads (dotted, e.g. `steps.a.output`),
+/// so that validation can reject unknown names at save time.
+pub fn referenced_names(src: &str, as_condition: bool) -> Result<BTreeSet<String>, String> {
+    let env = environment();
+    let fmt = |e: minijinja::Error| {
+        let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        format!("{}{detail}", e.kind())
+    };
+    if as_condition {
+        let src = lone_expression(src).unwrap_or(src);
+        let expr = env.compile_expression(src).map_err(fmt)?;
+        return Ok(expr.undeclared_variables(true).into_iter().collect());
+    }
+    if !is_template(src) {
+        return Ok(BTreeSet::new());
+    }
+    if let Some(e) = lone_expression(src) {
+        let expr = env.compile_expression(e).map_err(fmt)?;
+        return Ok(expr.undeclared_variables(true).into_iter().collect());
+    }
+    let tmpl = env.template_from_str(src).map_err(fmt)?;
+    Ok(tmpl.undeclared_variables(true).into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        json!({"alert": {"labels": {"instance": "db1", "severity": "critical"}},
+               "trigger": {"alerts": [1, 2, 3]}})
+    }
+
+    #[test]
+    fn lone_expression_keeps_its_type() {
+        let v = json!({"n": "{{ trigger.alerts | length }}", "l": "{{ trigger.alerts }}",
+                       "s": "host {{ alert.labels.instance }}", "plain": 5});
+        let out = render_value(&v, &ctx(), "with").unwrap();
+        assert_eq!(out, json!({"n": 3, "l": [1, 2, 3], "s": "host db1", "plain": 5}));
+    }
+
+    #[test]
+    fn undefined_names_are_errors_that_name_them() {
+        let err = render_value(&json!({"u": "x {{ alert.labels.team }}"}), &ctx(), "with").unwrap_err();
+        assert_eq!(err.field, "with.u");
+        assert!(err.message.contains("alert.labels.team"), "{}", err.message);
+        let err = render_value(&json!("{{ nope }}"), &ctx(), "with.x").unwrap_err();
+        assert!(err.message.contains("`nope`"), "{}", err.message);
+        let ok = render_value(&json!("{{ alert.labels.team | default('none') }}"), &ctx(), "w").unwrap();
+        assert_eq!(ok, json!("none"));
+    }
+
+    #[test]
+    fn conditions() {
+        assert!(eval_condition("alert.labels.severity == 'critical'", &ctx(), "if").unwrap());
+        assert!(!eval_condition("{{ trigger.alerts | length > 5 }}", &ctx(), "if").unwrap());
+        assert!(eval_condition("alert.labels.x == 1", &ctx(), "when").is_err());
+    }
+
+    #[test]
+    fn referenced_names_for_validation() {
+        let names = referenced_names("{{ steps.a.output.x }} {{ alert.labels.y }}", false).unwrap();
+        assert!(names.iter().any(|n| n.starts_with("steps.a")), "{names:?}");
+        assert!(referenced_names("{{ oops(", false).is_err());
+    }
+}
