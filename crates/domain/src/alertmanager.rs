@@ -165,17 +165,30 @@ mod tests {
         assert_eq!(err.field, "alerts[0].startsAt");
 
         let body = BODY.replace(r#""version":"4""#, r#""version":"3""#);
-        assert_eq!(Notification::parse(body.as_bytes()).unwrap_err().field, "version");
+        assert_eq!(
+            Notification::parse(body.as_bytes()).unwrap_err().field,
+            "version"
+        );
         let err = Notification::parse(b"[]").unwrap_err();
-        assert!(err.message.contains("expected struct") || err.message.contains("map"), "{err}");
+        assert!(
+            err.message.contains("expected struct") || err.message.contains("map"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dedupe_key_ignores_alert_order_and_annotations() {
         let a = Notification::parse(BODY.as_bytes()).unwrap();
-        let b = Notification::parse(BODY.replace(r#""annotations":{}"#, r#""annotations":{"x":"y"}"#).as_bytes()).unwrap();
+        let b = Notification::parse(
+            BODY.replace(r#""annotations":{}"#, r#""annotations":{"x":"y"}"#)
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(a.dedupe_key(), b.dedupe_key());
-        let resolved = BODY.replace(r#""status":"firing","labels""#, r#""status":"resolved","labels""#);
+        let resolved = BODY.replace(
+            r#""status":"firing","labels""#,
+            r#""status":"resolved","labels""#,
+        );
         let c = Notification::parse(resolved.as_bytes()).unwrap();
         assert_ne!(a.dedupe_key(), c.dedupe_key());
     }

@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn parses_common_forms() {
         assert_eq!("10m".parse::<Duration>().unwrap(), Duration::from_secs(600));
-        assert_eq!("1h30m".parse::<Duration>().unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            "1h30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(5400)
+        );
         assert_eq!(
             "250ms".parse::<Duration>().unwrap().0,
             std::time::Duration::from_millis(250)

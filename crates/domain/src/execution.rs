@@ -46,13 +46,19 @@ status_enum!(StepStatus {
 
 impl ExecutionStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::TimedOut)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::TimedOut
+        )
     }
 }
 
 impl StepStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
     }
 }
 
@@ -101,7 +107,11 @@ pub fn next(wf: &Workflow, statuses: &[StepStatus]) -> Next {
         let _ = i;
         return Next::Finish(ExecutionStatus::Failed);
     }
-    Next::Finish(if failed { ExecutionStatus::Failed } else { ExecutionStatus::Succeeded })
+    Next::Finish(if failed {
+        ExecutionStatus::Failed
+    } else {
+        ExecutionStatus::Succeeded
+    })
 }
 
 #[cfg(test)]
@@ -131,23 +141,39 @@ mod tests {
         let w = wf("  - {id: a, uses: x}\n  - {id: b, uses: x}\n");
         assert_eq!(next(&w, &[Pending, Pending]), Next::Run(0));
         assert_eq!(next(&w, &[Succeeded, Pending]), Next::Run(1));
-        assert_eq!(next(&w, &[Succeeded, Succeeded]), Next::Finish(ExecutionStatus::Succeeded));
+        assert_eq!(
+            next(&w, &[Succeeded, Succeeded]),
+            Next::Finish(ExecutionStatus::Succeeded)
+        );
     }
 
     #[test]
     fn a_failure_skips_the_rest_unless_continue() {
         let w = wf("  - {id: a, uses: x}\n  - {id: b, uses: x}\n");
-        assert_eq!(next(&w, &[Failed, Pending]), Next::Skip(1, "an earlier step failed"));
-        assert_eq!(next(&w, &[Failed, Skipped]), Next::Finish(ExecutionStatus::Failed));
+        assert_eq!(
+            next(&w, &[Failed, Pending]),
+            Next::Skip(1, "an earlier step failed")
+        );
+        assert_eq!(
+            next(&w, &[Failed, Skipped]),
+            Next::Finish(ExecutionStatus::Failed)
+        );
         let w = wf("  - {id: a, uses: x, on_error: continue}\n  - {id: b, uses: x}\n");
         assert_eq!(next(&w, &[Failed, Pending]), Next::Run(1));
-        assert_eq!(next(&w, &[Failed, Succeeded]), Next::Finish(ExecutionStatus::Succeeded));
+        assert_eq!(
+            next(&w, &[Failed, Succeeded]),
+            Next::Finish(ExecutionStatus::Succeeded)
+        );
     }
 
     #[test]
     fn skips_propagate_through_needs_only() {
-        let w = wf("  - {id: a, uses: x}\n  - {id: b, uses: x, needs: [a]}\n  - {id: c, uses: x}\n");
-        assert_eq!(next(&w, &[Skipped, Pending, Pending]), Next::Skip(1, "every step it needs was skipped"));
+        let w =
+            wf("  - {id: a, uses: x}\n  - {id: b, uses: x, needs: [a]}\n  - {id: c, uses: x}\n");
+        assert_eq!(
+            next(&w, &[Skipped, Pending, Pending]),
+            Next::Skip(1, "every step it needs was skipped")
+        );
         assert_eq!(next(&w, &[Skipped, Skipped, Pending]), Next::Run(2));
     }
 

@@ -63,7 +63,12 @@ fn render_in(
             .map(Value::Array),
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| Ok((k.clone(), render_in(env, v, jctx, ctx, &format!("{field}.{k}"))?)))
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    render_in(env, v, jctx, ctx, &format!("{field}.{k}"))?,
+                ))
+            })
             .collect::<Result<serde_json::Map<_, _>, _>>()
             .map(Value::Object),
         other => Ok(other.clone()),
@@ -96,7 +101,9 @@ fn render_string(
             message: format!("result is not JSON: {e}"),
         });
     }
-    let tmpl = env.template_from_str(src).map_err(|e| fail(e, BTreeSet::new()))?;
+    let tmpl = env
+        .template_from_str(src)
+        .map_err(|e| fail(e, BTreeSet::new()))?;
     tmpl.render(jctx)
         .map(Value::String)
         .map_err(|e| fail(e, tmpl.undeclared_variables(true).into_iter().collect()))
@@ -110,7 +117,9 @@ pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, Templ
         field: field.to_string(),
         message: explain(&e, &vars, ctx),
     };
-    let expr = env.compile_expression(src).map_err(|e| fail(e, BTreeSet::new()))?;
+    let expr = env
+        .compile_expression(src)
+        .map_err(|e| fail(e, BTreeSet::new()))?;
     let jctx = JinjaValue::from_serialize(ctx);
     let vars = || expr.undeclared_variables(true).into_iter().collect();
     let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
@@ -195,17 +204,26 @@ mod tests {
         let v = json!({"n": "{{ trigger.alerts | length }}", "l": "{{ trigger.alerts }}",
                        "s": "host {{ alert.labels.instance }}", "plain": 5});
         let out = render_value(&v, &ctx(), "with").unwrap();
-        assert_eq!(out, json!({"n": 3, "l": [1, 2, 3], "s": "host db1", "plain": 5}));
+        assert_eq!(
+            out,
+            json!({"n": 3, "l": [1, 2, 3], "s": "host db1", "plain": 5})
+        );
     }
 
     #[test]
     fn undefined_names_are_errors_that_name_them() {
-        let err = render_value(&json!({"u": "x {{ alert.labels.team }}"}), &ctx(), "with").unwrap_err();
+        let err =
+            render_value(&json!({"u": "x {{ alert.labels.team }}"}), &ctx(), "with").unwrap_err();
         assert_eq!(err.field, "with.u");
         assert!(err.message.contains("alert.labels.team"), "{}", err.message);
         let err = render_value(&json!("{{ nope }}"), &ctx(), "with.x").unwrap_err();
         assert!(err.message.contains("`nope`"), "{}", err.message);
-        let ok = render_value(&json!("{{ alert.labels.team | default('none') }}"), &ctx(), "w").unwrap();
+        let ok = render_value(
+            &json!("{{ alert.labels.team | default('none') }}"),
+            &ctx(),
+            "w",
+        )
+        .unwrap();
         assert_eq!(ok, json!("none"));
     }
 

@@ -163,7 +163,10 @@ impl fmt::Display for DocError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> DocError {
-    DocError { path: path.into(), message: message.into() }
+    DocError {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 /// What validation needs to know of the actions, which live outside the domain.
@@ -186,7 +189,13 @@ pub fn parse(source: &str, actions: &dyn ActionCatalog) -> Result<Workflow, Vec<
 }
 
 fn parse_syntax(source: &str) -> Result<Workflow, DocError> {
-    let map_path = |path: String| if path == "." { "(document)".to_string() } else { path };
+    let map_path = |path: String| {
+        if path == "." {
+            "(document)".to_string()
+        } else {
+            path
+        }
+    };
     if source.trim_start().starts_with('{') {
         let de = &mut serde_json::Deserializer::from_str(source);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -223,7 +232,14 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
 }
 
 /// Context names a template may read, besides `steps`.
-const ROOTS: &[&str] = &["trigger", "execution", "secrets", "memory", "steps", "alert"];
+const ROOTS: &[&str] = &[
+    "trigger",
+    "execution",
+    "secrets",
+    "memory",
+    "steps",
+    "alert",
+];
 
 pub fn validate(wf: &Workflow, actions: &dyn ActionCatalog) -> Vec<DocError> {
     let mut out = Vec::new();
@@ -242,7 +258,10 @@ pub fn validate(wf: &Workflow, actions: &dyn ActionCatalog) -> Vec<DocError> {
         if let Some(&first) = first_index.get(step.id.as_str()) {
             out.push(err(
                 format!("steps[{i}].id"),
-                format!("duplicate step id {:?} (first used at steps[{first}])", step.id),
+                format!(
+                    "duplicate step id {:?} (first used at steps[{first}])",
+                    step.id
+                ),
             ));
         } else {
             first_index.insert(&step.id, i);
@@ -251,38 +270,72 @@ pub fn validate(wf: &Workflow, actions: &dyn ActionCatalog) -> Vec<DocError> {
     for (i, step) in wf.steps.iter().enumerate() {
         for (j, need) in step.needs.iter().flatten().enumerate() {
             if need == &step.id {
-                out.push(err(format!("steps[{i}].needs[{j}]"), "a step cannot need itself"));
+                out.push(err(
+                    format!("steps[{i}].needs[{j}]"),
+                    "a step cannot need itself",
+                ));
             } else if !first_index.contains_key(need.as_str()) {
-                out.push(err(format!("steps[{i}].needs[{j}]"), format!("unknown step {need:?}")));
+                out.push(err(
+                    format!("steps[{i}].needs[{j}]"),
+                    format!("unknown step {need:?}"),
+                ));
             }
         }
         match actions.check(&step.uses, &step.with) {
             None => out.push(err(
                 format!("steps[{i}].uses"),
-                format!("unknown action {:?} (known: {})", step.uses, actions.names().join(", ")),
+                format!(
+                    "unknown action {:?} (known: {})",
+                    step.uses,
+                    actions.names().join(", ")
+                ),
             )),
             Some(problems) => out.extend(
-                problems.into_iter().map(|p| err(format!("steps[{i}].with.{}", p.path), p.message)),
+                problems
+                    .into_iter()
+                    .map(|p| err(format!("steps[{i}].with.{}", p.path), p.message)),
             ),
         }
         if !step.with.is_null() && !step.with.is_object() {
-            out.push(err(format!("steps[{i}].with"), "must be a mapping of inputs"));
+            out.push(err(
+                format!("steps[{i}].with"),
+                "must be a mapping of inputs",
+            ));
         }
         if let Some(r) = &step.retry {
             if r.attempts == 0 {
-                out.push(err(format!("steps[{i}].retry.attempts"), "must be at least 1"));
+                out.push(err(
+                    format!("steps[{i}].retry.attempts"),
+                    "must be at least 1",
+                ));
             }
         }
         let alert_bound = wf.trigger.split() == Split::PerAlert;
         if let Some(cond) = &step.condition {
-            check_template(cond, true, &format!("steps[{i}].if"), &first_index, alert_bound, &mut out);
+            check_template(
+                cond,
+                true,
+                &format!("steps[{i}].if"),
+                &first_index,
+                alert_bound,
+                &mut out,
+            );
         }
-        check_templates_in(&step.with, &format!("steps[{i}].with"), &first_index, alert_bound, &mut out);
+        check_templates_in(
+            &step.with,
+            &format!("steps[{i}].with"),
+            &first_index,
+            alert_bound,
+            &mut out,
+        );
     }
     if out.iter().all(|e| !e.message.contains("unknown step")) {
         if let Some(cycle) = find_cycle(wf) {
             let idx = first_index[cycle[0].as_str()];
-            out.push(err(format!("steps[{idx}].needs"), format!("cycle in needs: {}", cycle.join(" -> "))));
+            out.push(err(
+                format!("steps[{idx}].needs"),
+                format!("cycle in needs: {}", cycle.join(" -> ")),
+            ));
         }
     }
     out
@@ -292,15 +345,24 @@ fn validate_trigger(t: &Trigger, out: &mut Vec<DocError>) {
     let kind = t.kind;
     if kind != TriggerType::Prometheus {
         if t.split.is_some() {
-            out.push(err("trigger.split", "only a prometheus trigger splits per alert"));
+            out.push(err(
+                "trigger.split",
+                "only a prometheus trigger splits per alert",
+            ));
         }
         if t.dedupe_window.is_some() {
-            out.push(err("trigger.dedupe_window", "only a prometheus trigger deduplicates"));
+            out.push(err(
+                "trigger.dedupe_window",
+                "only a prometheus trigger deduplicates",
+            ));
         }
     }
     if kind == TriggerType::Manual {
         if !t.api_keys.is_empty() {
-            out.push(err("trigger.api_keys", "a manual trigger takes no API keys; runs use the admin token"));
+            out.push(err(
+                "trigger.api_keys",
+                "a manual trigger takes no API keys; runs use the admin token",
+            ));
         }
         if t.when.is_some() {
             out.push(err("trigger.when", "a manual trigger has no filter"));
@@ -357,9 +419,15 @@ fn check_template(
         let mut parts = name.split('.');
         let root = parts.next().unwrap_or_default();
         if !ROOTS.contains(&root) {
-            out.push(err(path, format!("unknown name `{root}` (known: {})", ROOTS.join(", "))));
+            out.push(err(
+                path,
+                format!("unknown name `{root}` (known: {})", ROOTS.join(", ")),
+            ));
         } else if root == "alert" && !alert_bound {
-            out.push(err(path, "`alert` is only defined with `split: per_alert`; use trigger.alerts"));
+            out.push(err(
+                path,
+                "`alert` is only defined with `split: per_alert`; use trigger.alerts",
+            ));
         } else if root == "steps" {
             if let Some(id) = parts.next() {
                 if !steps.contains_key(id) {
@@ -377,13 +445,20 @@ fn is_identifier(s: &str) -> bool {
 
 /// The steps each step waits for: its `needs`, or else the step before it.
 pub fn dependencies(wf: &Workflow) -> Vec<Vec<usize>> {
-    let index: BTreeMap<&str, usize> =
-        wf.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = wf
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     wf.steps
         .iter()
         .enumerate()
         .map(|(i, s)| match &s.needs {
-            Some(needs) => needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect(),
+            Some(needs) => needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect(),
             None if i > 0 => vec![i - 1],
             None => vec![],
         })
@@ -395,7 +470,12 @@ fn find_cycle(wf: &Workflow) -> Option<Vec<String>> {
     // 0 = unvisited, 1 = on the current path, 2 = done
     let mut state = vec![0u8; deps.len()];
     let mut path = Vec::new();
-    fn visit(n: usize, deps: &[Vec<usize>], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        n: usize,
+        deps: &[Vec<usize>],
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         state[n] = 1;
         path.push(n);
         for &d in &deps[n] {

@@ -48,7 +48,10 @@ fn a_valid_document_parses_from_yaml_and_json() {
 fn syntax_errors_name_the_path() {
     let p = problems(&OK.replace("uses: transform\n    with", "uses: transform\n    wiht"));
     assert_eq!(p.len(), 1);
-    assert!(p[0].starts_with("steps[0].wiht: unknown field `wiht`"), "{p:?}");
+    assert!(
+        p[0].starts_with("steps[0].wiht: unknown field `wiht`"),
+        "{p:?}"
+    );
     assert!(p[0].ends_with("(line 7, column 5)"), "{p:?}");
     let p = problems(&OK.replace("dedupe_window: 5m", "dedupe_window: soon"));
     assert!(p[0].starts_with("trigger.dedupe_window:"), "{p:?}");
@@ -67,10 +70,23 @@ steps:
   - {id: c, uses: fail, needs: [zz]}
 ";
     let p = problems(doc);
-    assert!(p.contains(&"steps[1].id: duplicate step id \"a\" (first used at steps[0])".to_string()), "{p:?}");
-    assert!(p.iter().any(|e| e.starts_with("steps[1].uses: unknown action \"nope\"")), "{p:?}");
-    assert!(p.contains(&"steps[2].needs[0]: unknown step \"zz\"".to_string()), "{p:?}");
-    assert!(p.contains(&"steps[2].with.message: required".to_string()), "{p:?}");
+    assert!(
+        p.contains(&"steps[1].id: duplicate step id \"a\" (first used at steps[0])".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|e| e.starts_with("steps[1].uses: unknown action \"nope\"")),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"steps[2].needs[0]: unknown step \"zz\"".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"steps[2].with.message: required".to_string()),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -98,10 +114,26 @@ steps:
   - {id: b, uses: transform, with: {value: '{{ steps.zz.output }}', other: '{{ bogus }}', bad: '{{ a( }}'}}
 ";
     let p = problems(doc);
-    assert!(p.iter().any(|e| e.starts_with("steps[0].with.value: `alert` is only defined with `split: per_alert`")), "{p:?}");
-    assert!(p.iter().any(|e| e.starts_with("steps[1].with.value: unknown step `zz`")), "{p:?}");
-    assert!(p.iter().any(|e| e.starts_with("steps[1].with.other: unknown name `bogus`")), "{p:?}");
-    assert!(p.iter().any(|e| e.starts_with("steps[1].with.bad: template does not parse")), "{p:?}");
+    assert!(
+        p.iter().any(|e| e
+            .starts_with("steps[0].with.value: `alert` is only defined with `split: per_alert`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|e| e.starts_with("steps[1].with.value: unknown step `zz`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|e| e.starts_with("steps[1].with.other: unknown name `bogus`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|e| e.starts_with("steps[1].with.bad: template does not parse")),
+        "{p:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,27 @@
+//! `fail`: ends the step as failed with a message (useful after a check, or to test paths).
+
+use super::*;
+
+pub struct Fail;
+
+#[async_trait]
+impl Action for Fail {
+    fn name(&self) -> &'static str {
+        "fail"
+    }
+
+    fn check(&self, with: &Value) -> Vec<DocError> {
+        let mut out = known_inputs(with, &["message"]);
+        out.extend(required(with, "message"));
+        out
+    }
+
+    async fn run(&self, input: Value, _: &ActionContext<'_>) -> Result<Value, ActionError> {
+        let message = match input.get("message") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => "failed".to_string(),
+        };
+        Err(ActionError::permanent(message))
+    }
+}

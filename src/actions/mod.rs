@@ -1,0 +1,122 @@
+//! Actions: one file each, behind one trait, registered in `Registry::builtin`.
+
+mod fail;
+mod http_request;
+mod transform;
+
+use alertflow_domain::workflow::{ActionCatalog, DocError};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a failed action reports. `output` keeps what it got (an HTTP body, say) for the record.
+#[derive(Debug, Clone)]
+pub struct ActionError {
+    pub message: String,
+    /// Worth another attempt (network error, 5xx); a 4xx or a bad input is not.
+    pub retryable: bool,
+    pub output: Option<Value>,
+}
+
+impl ActionError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ActionError {
+            message: message.into(),
+            retryable: false,
+            output: None,
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        ActionError {
+            message: message.into(),
+            retryable: true,
+            output: None,
+        }
+    }
+}
+
+/// Shared clients, so connection pools are reused across runs.
+#[derive(Clone)]
+pub struct Clients {
+    pub http: reqwest::Client,
+}
+
+/// What a running step can see besides its own input.
+pub struct ActionContext<'a> {
+    pub clients: &'a Clients,
+    /// The template context of the step (`trigger`, `alert`, `steps`, ...), for defaults.
+    pub scope: &'a Value,
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Checks `with` as written (templates not yet rendered) when a workflow is saved.
+    fn check(&self, with: &Value) -> Vec<DocError>;
+    /// Runs with `input`, the step's `with` after rendering.
+    async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError>;
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    actions: BTreeMap<&'static str, Arc<dyn Action>>,
+}
+
+impl Registry {
+    pub fn builtin() -> Registry {
+        let all: Vec<Arc<dyn Action>> = vec![
+            Arc::new(http_request::HttpRequest),
+            Arc::new(transform::Transform),
+            Arc::new(fail::Fail),
+        ];
+        Registry {
+            actions: all.into_iter().map(|a| (a.name(), a)).collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
+        self.actions.get(name)
+    }
+}
+
+impl ActionCatalog for Registry {
+    fn names(&self) -> Vec<&'static str> {
+        self.actions.keys().copied().collect()
+    }
+    fn check(&self, uses: &str, with: &Value) -> Option<Vec<DocError>> {
+        self.actions.get(uses).map(|a| a.check(with))
+    }
+}
+
+// Helpers shared by the actions' `check`.
+
+fn problem(path: &str, message: impl Into<String>) -> DocError {
+    DocError {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+fn is_templated(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
+}
+
+/// Rejects inputs the action does not know, so a typo is caught at save time.
+fn known_inputs(with: &Value, known: &[&str]) -> Vec<DocError> {
+    let Some(map) = with.as_object() else {
+        return vec![];
+    };
+    map.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| problem(k, format!("unknown input (known: {})", known.join(", "))))
+        .collect()
+}
+
+fn required(with: &Value, name: &str) -> Option<DocError> {
+    match with.get(name) {
+        None | Some(Value::Null) => Some(problem(name, "required")),
+        _ => None,
+    }
+}

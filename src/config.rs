@@ -1,0 +1,125 @@
+//! Settings for `serve`: one struct that is both the clap flags (each with an `ALERTFLOW_*`
+//! variable) and the TOML of `--config FILE`. Flags and variables win over the file.
+
+use alertflow_domain::Duration;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "ALERTFLOW_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Database: sqlite://PATH or postgres://... [default: SQLite in the data dir]
+    #[arg(long, env = "ALERTFLOW_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Base of the webhook URLs shown to users, e.g. https://alertflow.example.com [default: http://LISTEN]
+    #[arg(long, env = "ALERTFLOW_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest webhook body accepted, in bytes [default: 10485760]
+    #[arg(long, env = "ALERTFLOW_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Concurrent executions on this node; 0 runs no workers (ingress and API only) [default: 16]
+    #[arg(long, env = "ALERTFLOW_WORKERS")]
+    pub workers: Option<usize>,
+    /// How long a claimed job stays with its worker without a heartbeat [default: 30s]
+    #[arg(long, env = "ALERTFLOW_JOB_LEASE")]
+    pub job_lease: Option<Duration>,
+    /// Master key for secrets at rest (64 hex digits) [default: DATA_DIR/master.key, created on first start]
+    #[arg(long, env = "ALERTFLOW_MASTER_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub master_key: Option<String>,
+}
+
+/// The resolved configuration `run` starts from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+    pub job_lease: std::time::Duration,
+    pub master_key: Option<String>,
+    /// Serve the REST API and UI; off for an ingress-only node.
+    pub api: bool,
+    /// Serve `POST /hooks/...`.
+    pub ingress: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(flatten)]
+    serve: ServeArgs,
+}
+
+impl Config {
+    pub fn resolve(
+        args: ServeArgs,
+        data_dir: Option<PathBuf>,
+        file: Option<&Path>,
+    ) -> anyhow::Result<Config> {
+        let from_file: FileConfig = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let f = from_file.serve;
+        let data_dir = data_dir
+            .or(from_file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let mut cfg = Config::with_data_dir(data_dir);
+        if let Some(v) = args.listen.or(f.listen) {
+            cfg.listen = v;
+        }
+        if let Some(v) = args.database_url.or(f.database_url) {
+            cfg.database_url = v;
+        }
+        cfg.public_url = args.public_url.or(f.public_url);
+        if let Some(v) = args.max_body_bytes.or(f.max_body_bytes) {
+            cfg.max_body_bytes = v;
+        }
+        if let Some(v) = args.workers.or(f.workers) {
+            cfg.workers = v;
+        }
+        if let Some(v) = args.job_lease.or(f.job_lease) {
+            cfg.job_lease = v.as_std();
+        }
+        cfg.master_key = args.master_key;
+        Ok(cfg)
+    }
+
+    /// Defaults, with everything kept under `data_dir`.
+    pub fn with_data_dir(data_dir: PathBuf) -> Config {
+        let database_url = format!("sqlite://{}", data_dir.join("alertflow.db").display());
+        Config {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            data_dir,
+            database_url,
+            public_url: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            workers: 16,
+            job_lease: std::time::Duration::from_secs(30),
+            master_key: None,
+            api: true,
+            ingress: true,
+        }
+    }
+
+    /// The base of webhook URLs: the configured public URL, else the address listened on.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The server's one error type, mapped once to a stable code and an HTTP status.
+//!
+//! Alertmanager retries 5xx and nothing else, so every transient fault is a 5xx and every 4xx is
+//! something only the sender can fix.
+
+use crate::store::StoreError;
+use alertflow_domain::alertmanager::NotificationError;
+use alertflow_domain::workflow::DocError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no API key: pass it as ?x-api-key=, the X-API-Key header, Authorization: Bearer, or basic auth password")]
+    MissingKey,
+    #[error("invalid API key")]
+    WrongKey,
+    #[error("API key {key:?} is not allowed for workflow {workflow:?} (trigger.api_keys)")]
+    KeyNotAllowed { key: String, workflow: String },
+    #[error("missing or invalid admin token (Authorization: Bearer TOKEN)")]
+    Unauthenticated,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("body is over the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("{0}")]
+    NotJson(String),
+    #[error("{0}")]
+    NotAlertmanager(NotificationError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid workflow: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidWorkflow(Vec<DocError>),
+    #[error("{0}")]
+    WhenFailed(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// One table for code and status, so clients can rely on both.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use Error::*;
+        match self {
+            MissingKey => ("missing_api_key", StatusCode::UNAUTHORIZED),
+            WrongKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
+            KeyNotAllowed { .. } => ("api_key_not_allowed", StatusCode::FORBIDDEN),
+            Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            Conflict(_) => ("conflict", StatusCode::CONFLICT),
+            BodyTooLarge(_) => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            NotJson(_) => ("not_json", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            NotAlertmanager(_) => ("not_alertmanager", StatusCode::BAD_REQUEST),
+            BadRequest(_) => ("bad_request", StatusCode::BAD_REQUEST),
+            InvalidWorkflow(_) => ("invalid_workflow", StatusCode::UNPROCESSABLE_ENTITY),
+            WhenFailed(_) => ("when_failed", StatusCode::UNPROCESSABLE_ENTITY),
+            Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code_and_status().1
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Error::NotFound("not found".into()),
+            StoreError::Conflict => Error::Conflict("already exists".into()),
+            StoreError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code_and_status();
+        if status.is_server_error() {
+            tracing::warn!(code, error = %self, "request failed");
+        }
+        let mut body = json!({"code": code, "message": self.to_string()});
+        match &self {
+            Error::InvalidWorkflow(errors) => body["details"] = json!(errors),
+            Error::NotAlertmanager(e) => body["field"] = json!(e.field),
+            _ => {}
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,351 @@
+//! `/api/v1`: keys, workflows, runs, executions, events. The admin token is checked in `mod.rs`.
+
+use super::views::{EventView, ExecutionView, KeyView};
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::ingest::new_id;
+use crate::store::{ExecutionFilter, KeyRecord, NewExecution, StoreError};
+use crate::{now_ms, rfc3339, AppState};
+use alertflow_domain::alertmanager::Notification;
+use alertflow_domain::workflow::{self, Split, TriggerType, Workflow};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{name}", get(get_key).delete(delete_key))
+        .route("/keys/{name}/value", get(reveal_key))
+        .route("/workflows", get(list_workflows).post(apply_workflow))
+        .route("/workflows/{id}", get(get_workflow).delete(delete_workflow))
+        .route("/workflows/{id}/versions", get(list_versions))
+        .route("/workflows/{id}/run", post(run_workflow))
+        .route("/executions", get(list_executions))
+        .route("/executions/{id}", get(get_execution))
+        .route("/executions/{id}/input", get(execution_input))
+        .route("/events", get(list_events))
+}
+
+fn not_found(what: String) -> impl FnOnce(StoreError) -> Error {
+    move |e| match e {
+        StoreError::NotFound => Error::NotFound(what),
+        other => other.into(),
+    }
+}
+
+// --- keys
+
+#[derive(Deserialize)]
+struct NewKey {
+    name: String,
+}
+
+fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Result<Response> {
+    if !valid_key_name(&req.name) {
+        return Err(Error::BadRequest(format!(
+            "invalid key name {:?}: use 1 to 64 of letters, digits, '-', '_' and '.'",
+            req.name
+        )));
+    }
+    let value = crypto::random_token("afk_");
+    let record = KeyRecord {
+        name: req.name.clone(),
+        digest: crypto::digest(&value),
+        value_enc: s.master.encrypt(value.as_bytes()),
+        created_at: now_ms(),
+        last_used_at: None,
+    };
+    s.store.create_key(&record).await.map_err(|e| match e {
+        StoreError::Conflict => Error::Conflict(format!("a key named {:?} exists", req.name)),
+        other => other.into(),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyView::new(&record, Some(value))),
+    )
+        .into_response())
+}
+
+async fn list_keys(State(s): State<AppState>) -> Result<Json<Vec<KeyView>>> {
+    let keys = s.store.list_keys().await?;
+    Ok(Json(keys.iter().map(|k| KeyView::new(k, None)).collect()))
+}
+
+async fn get_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<KeyView>> {
+    let key = s
+        .store
+        .get_key(&name)
+        .await
+        .map_err(not_found(format!("no API key {name:?}")))?;
+    Ok(Json(KeyView::new(&key, None)))
+}
+
+async fn reveal_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<KeyView>> {
+    let key = s
+        .store
+        .get_key(&name)
+        .await
+        .map_err(not_found(format!("no API key {name:?}")))?;
+    let value = s
+        .master
+        .decrypt(&key.value_enc)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let value = String::from_utf8(value).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Json(KeyView::new(&key, Some(value))))
+}
+
+async fn delete_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
+    s.store
+        .delete_key(&name)
+        .await
+        .map_err(not_found(format!("no API key {name:?}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- workflows
+
+fn webhook_url(s: &AppState, wf: &Workflow) -> Option<String> {
+    (wf.trigger.kind != TriggerType::Manual).then(|| format!("{}/hooks/{}", s.public_base, wf.name))
+}
+
+fn parse_stored(document: &str) -> Result<Workflow> {
+    serde_json::from_str(document)
+        .map_err(|e| Error::Internal(format!("stored workflow unreadable: {e}")))
+}
+
+async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Response> {
+    let source = std::str::from_utf8(&body)
+        .map_err(|_| Error::BadRequest("workflow document is not UTF-8".into()))?;
+    let wf = workflow::parse(source, &s.registry).map_err(Error::InvalidWorkflow)?;
+    let document = serde_json::to_string(&wf).map_err(|e| Error::Internal(e.to_string()))?;
+    let saved = s
+        .store
+        .save_workflow(wf.name.as_str(), &document, source, now_ms())
+        .await?;
+    let known: Vec<String> = s
+        .store
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    let warnings: Vec<String> = workflow::key_names(&wf)
+        .into_iter()
+        .filter(|k| !known.iter().any(|n| n == k))
+        .map(|k| format!("trigger.api_keys: no API key named {k:?} yet; create it with `alertflow keys create {k}`"))
+        .collect();
+    let status = if saved.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "id": wf.name,
+        "version": saved.version,
+        "created": saved.created,
+        "unchanged": saved.unchanged,
+        "trigger": wf.trigger.kind,
+        "webhook_url": webhook_url(&s, &wf),
+        "warnings": warnings,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+fn workflow_view(s: &AppState, r: &crate::store::WorkflowRecord, full: bool) -> Result<Value> {
+    let wf = parse_stored(&r.document)?;
+    let mut v = json!({
+        "id": r.id,
+        "version": r.version,
+        "description": wf.description,
+        "trigger": wf.trigger.kind,
+        "steps": wf.steps.len(),
+        "webhook_url": webhook_url(s, &wf),
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+    });
+    if full {
+        v["document"] = serde_json::to_value(&wf).unwrap_or_default();
+        v["source"] = json!(r.source);
+    }
+    Ok(v)
+}
+
+async fn list_workflows(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
+    let all = s.store.list_workflows().await?;
+    Ok(Json(
+        all.iter()
+            .map(|r| workflow_view(&s, r, false))
+            .collect::<Result<_>>()?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<i64>,
+}
+
+async fn get_workflow(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<Value>> {
+    let r = s
+        .store
+        .get_workflow(&id, q.version)
+        .await
+        .map_err(not_found(match q.version {
+            Some(v) => format!("no version {v} of workflow {id:?}"),
+            None => format!("no workflow {id:?}"),
+        }))?;
+    Ok(Json(workflow_view(&s, &r, true)?))
+}
+
+async fn list_versions(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let versions = s
+        .store
+        .list_versions(&id)
+        .await
+        .map_err(not_found(format!("no workflow {id:?}")))?;
+    let out: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"version": v.version, "created_at": rfc3339(v.created_at)}))
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+async fn delete_workflow(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+    s.store
+        .delete_workflow(&id)
+        .await
+        .map_err(not_found(format!("no workflow {id:?}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A manual run with the body as input (`{}` when empty). A prometheus workflow checks the body
+/// as Alertmanager would send it and, under `split: per_alert`, runs once per alert.
+async fn run_workflow(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let r = s
+        .store
+        .get_workflow(&id, None)
+        .await
+        .map_err(not_found(format!("no workflow {id:?}")))?;
+    let wf = parse_stored(&r.document)?;
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    serde_json::from_slice::<Value>(&input)
+        .map_err(|e| Error::NotJson(format!("input is not JSON: {e}")))?;
+    let mut alert_indexes = vec![None];
+    if wf.trigger.kind == TriggerType::Prometheus {
+        let n = Notification::parse(&input).map_err(Error::NotAlertmanager)?;
+        if wf.trigger.split() == Split::PerAlert {
+            alert_indexes = (0..n.alerts.len() as i64).map(Some).collect();
+        }
+    }
+    let mut ids = Vec::new();
+    for alert_index in alert_indexes {
+        let ex = NewExecution {
+            id: new_id(),
+            workflow_id: id.clone(),
+            version: r.version,
+            trigger_type: "manual",
+            alert_index,
+            input: Some(input.clone()),
+        };
+        s.store.create_execution(&ex, now_ms()).await?;
+        ids.push(ex.id);
+    }
+    s.wake.notify_waiters();
+    Ok((StatusCode::ACCEPTED, Json(json!({"executions": ids}))).into_response())
+}
+
+// --- executions and events
+
+#[derive(Deserialize)]
+struct ExecutionQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_executions(
+    State(s): State<AppState>,
+    Query(q): Query<ExecutionQuery>,
+) -> Result<Json<Vec<ExecutionView>>> {
+    if let Some(st) = &q.status {
+        st.parse::<alertflow_domain::execution::ExecutionStatus>()
+            .map_err(Error::BadRequest)?;
+    }
+    let filter = ExecutionFilter {
+        workflow: q.workflow,
+        status: q.status,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let rows = s.store.list_executions(&filter).await?;
+    Ok(Json(rows.into_iter().map(ExecutionView::summary).collect()))
+}
+
+async fn get_execution(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>> {
+    let (ex, steps) = s
+        .store
+        .get_execution(&id)
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    let version = s
+        .store
+        .get_workflow(&ex.workflow_id, Some(ex.version))
+        .await?;
+    let wf = parse_stored(&version.document)?;
+    let input = s.store.execution_input(&id).await?;
+    Ok(Json(ExecutionView::detail(ex, steps, &wf, &input)))
+}
+
+/// The input exactly as received, byte for byte.
+async fn execution_input(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    let body = s
+        .store
+        .execution_input(&id)
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    Ok(([("content-type", "application/json")], body).into_response())
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    workflow: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    Query(q): Query<EventQuery>,
+) -> Result<Json<Vec<EventView>>> {
+    let rows = s
+        .store
+        .list_events(q.workflow.as_deref(), q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(rows.into_iter().map(EventView::from).collect()))
+}

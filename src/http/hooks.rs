@@ -1,0 +1,130 @@
+//! `POST /hooks/{workflow_id}`: the trigger Alertmanager calls.
+
+use crate::error::Error;
+use crate::ingest::{self, Delivery};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(workflow_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = state.config.max_body_bytes;
+    let declared_too_big = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > limit);
+    let body = if declared_too_big {
+        None
+    } else {
+        match axum::body::to_bytes(body, limit).await {
+            Ok(b) => Some(b),
+            Err(e) if is_length_limit(&e) => None,
+            Err(e) => {
+                return Error::BadRequest(format!("could not read the body: {e}")).into_response()
+            }
+        }
+    };
+    let delivery = Delivery {
+        workflow_id,
+        key: api_key(&uri, &headers),
+        content_type: headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body,
+    };
+    match ingest::receive(&state, delivery).await {
+        Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The key, from the first of: `?x-api-key=`, `X-API-Key`, `Authorization: Bearer`, or the
+/// password of `Authorization: Basic` (Alertmanager's `http_config.basic_auth`).
+fn api_key(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    if let Some(q) = uri.query() {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            if k.eq_ignore_ascii_case("x-api-key") {
+                return Some(v.into_owned());
+            }
+        }
+    }
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = auth.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return Some(password.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let uri: Uri = uri.parse().unwrap();
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        api_key(&uri, &map)
+    }
+
+    #[test]
+    fn the_four_key_forms() {
+        assert_eq!(key("/hooks/a?x-api-key=k%2B1", &[]).as_deref(), Some("k+1"));
+        assert_eq!(
+            key("/hooks/a", &[("x-api-key", "k2")]).as_deref(),
+            Some("k2")
+        );
+        assert_eq!(
+            key("/hooks/a", &[("authorization", "Bearer k3")]).as_deref(),
+            Some("k3")
+        );
+        // base64("alertmanager:k4")
+        assert_eq!(
+            key(
+                "/hooks/a",
+                &[("authorization", "Basic YWxlcnRtYW5hZ2VyOms0")]
+            )
+            .as_deref(),
+            Some("k4")
+        );
+        assert_eq!(key("/hooks/a", &[]), None);
+    }
+}

@@ -1,0 +1,252 @@
+//! Webhook ingress: from a delivery (key, headers, body) to a durable event and its executions.
+//! Every delivery becomes an event, rejected ones too, so `events list` explains each answer.
+
+mod writer;
+
+pub use writer::IngestWriter;
+
+use crate::crypto;
+use crate::error::Error;
+use crate::store::{NewEvent, NewExecution};
+use crate::AppState;
+use alertflow_domain::alertmanager::{Notification, NotificationError};
+use alertflow_domain::template::eval_condition;
+use alertflow_domain::workflow::{Split, TriggerType, Workflow};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// A delivery as the HTTP layer received it.
+pub struct Delivery {
+    pub workflow_id: String,
+    pub key: Option<String>,
+    pub content_type: Option<String>,
+    /// `None` when the body was over the limit and was not read.
+    pub body: Option<Bytes>,
+}
+
+/// The trigger's 202 answer.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub event_id: String,
+    pub outcome: &'static str,
+    pub executions: Vec<String>,
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, Error> {
+    let received_at = crate::now_ms();
+    let event_id = new_id();
+    let mut key_name = None;
+    let decided = decide(state, &delivery, &event_id, received_at, &mut key_name).await;
+    let event = match decided {
+        Ok(event) => event,
+        Err(e) if e.status().is_client_error() => {
+            record_rejection(state, &delivery, event_id, received_at, key_name, &e).await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let ingested = state.ingest.submit(event).await?;
+    state.metrics.delivery(ingested.outcome);
+    Ok(Accepted {
+        event_id,
+        outcome: ingested.outcome,
+        executions: ingested.executions,
+    })
+}
+
+async fn record_rejection(
+    state: &AppState,
+    delivery: &Delivery,
+    id: String,
+    received_at: i64,
+    key_name: Option<String>,
+    e: &Error,
+) {
+    state.metrics.delivery("rejected");
+    let event = NewEvent {
+        id,
+        workflow_id: delivery.workflow_id.clone(),
+        received_at,
+        outcome: "rejected",
+        status_code: e.status().as_u16(),
+        reason: Some(e.to_string()),
+        // An unauthenticated sender does not get to fill our disk.
+        key_name: key_name.clone(),
+        body: key_name.and(delivery.body.clone()),
+        dedupe: None,
+        executions: vec![],
+    };
+    if let Err(err) = state.ingest.submit(event).await {
+        tracing::warn!(error = %err, "could not record a rejected delivery");
+    }
+}
+
+async fn decide(
+    state: &AppState,
+    d: &Delivery,
+    event_id: &str,
+    received_at: i64,
+    key_name: &mut Option<String>,
+) -> Result<NewEvent, Error> {
+    let presented = d
+        .key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or(Error::MissingKey)?;
+    let key = state
+        .store
+        .key_by_digest(&crypto::digest(presented))
+        .await?
+        .ok_or(Error::WrongKey)?;
+    let stored = state
+        .master
+        .decrypt(&key.value_enc)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if !crypto::constant_time_eq(&stored, presented.as_bytes()) {
+        return Err(Error::WrongKey);
+    }
+    *key_name = Some(key.name.clone());
+
+    let record = state
+        .store
+        .get_workflow(&d.workflow_id, None)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => {
+                Error::NotFound(format!("no workflow {:?}", d.workflow_id))
+            }
+            other => other.into(),
+        })?;
+    let wf: Workflow =
+        serde_json::from_str(&record.document).map_err(|e| Error::Internal(e.to_string()))?;
+    let trigger = &wf.trigger;
+    if !trigger.api_keys.is_empty() && !trigger.api_keys.contains(&key.name) {
+        return Err(Error::KeyNotAllowed {
+            key: key.name,
+            workflow: d.workflow_id.clone(),
+        });
+    }
+    if trigger.kind == TriggerType::Manual {
+        return Err(Error::NotFound(format!(
+            "workflow {:?} has a manual trigger and no webhook; start it with `alertflow run {}`",
+            d.workflow_id, d.workflow_id
+        )));
+    }
+    let body = d
+        .body
+        .clone()
+        .ok_or(Error::BodyTooLarge(state.config.max_body_bytes))?;
+    if let Some(ct) = &d.content_type {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !(mime == "application/json" || mime.ends_with("+json")) {
+            return Err(Error::NotJson(format!(
+                "Content-Type is {mime:?}; send application/json"
+            )));
+        }
+    }
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?;
+
+    let mut dedupe = None;
+    let mut alert_count = None;
+    if trigger.kind == TriggerType::Prometheus {
+        if !json.is_object() {
+            return Err(Error::NotAlertmanager(NotificationError {
+                field: "(root)".into(),
+                message: format!("expected a JSON object, got {}", json_kind(&json)),
+            }));
+        }
+        let n = Notification::parse(&body).map_err(Error::NotAlertmanager)?;
+        dedupe = Some((
+            n.dedupe_key(),
+            trigger.dedupe_window().as_std().as_millis() as i64,
+        ));
+        alert_count = Some(n.alerts.len());
+    }
+
+    // Which runs to start: one per notification, or one per alert; `when` filters each.
+    let candidates: Vec<Option<usize>> = match (trigger.split(), alert_count) {
+        (Split::PerAlert, Some(n)) => (0..n).map(Some).collect(),
+        _ => vec![None],
+    };
+    let mut chosen = Vec::new();
+    for alert_index in candidates {
+        let keep = match &trigger.when {
+            None => true,
+            Some(when) => {
+                let ctx = condition_context(&json, alert_index);
+                eval_condition(when, &ctx, "trigger.when").map_err(|e| {
+                    Error::WhenFailed(format!(
+                        "trigger.when could not be evaluated: {}",
+                        e.message
+                    ))
+                })?
+            }
+        };
+        if keep {
+            chosen.push(alert_index);
+        }
+    }
+    let trigger_type = match trigger.kind {
+        TriggerType::Prometheus => "prometheus",
+        TriggerType::Webhook => "webhook",
+        TriggerType::Manual => "manual",
+    };
+    let (outcome, reason) = if chosen.is_empty() {
+        ("filtered", Some("trigger.when is false".to_string()))
+    } else {
+        ("started", None)
+    };
+    let executions = chosen
+        .into_iter()
+        .map(|alert_index| NewExecution {
+            id: new_id(),
+            workflow_id: d.workflow_id.clone(),
+            version: record.version,
+            trigger_type,
+            alert_index: alert_index.map(|i| i as i64),
+            input: None,
+        })
+        .collect();
+    Ok(NewEvent {
+        id: event_id.to_string(),
+        workflow_id: d.workflow_id.clone(),
+        received_at,
+        outcome,
+        status_code: 202,
+        reason,
+        key_name: Some(key.name),
+        body: Some(body),
+        dedupe,
+        executions,
+    })
+}
+
+/// The names `when` sees: `trigger`, and `alert` under `split: per_alert`.
+fn condition_context(body: &Value, alert_index: Option<usize>) -> Value {
+    match alert_index {
+        Some(i) => json!({"trigger": body, "alert": body["alerts"][i]}),
+        None => json!({"trigger": body}),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,190 @@
+//! alertflow: workflow automation triggered by Prometheus Alertmanager.
+//!
+//! `run(config, listener)` starts everything (API, webhook ingress, workers) in one process;
+//! tests call it on port 0.
+
+pub mod actions;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
+
+use crate::actions::{Clients, Registry};
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::engine::Engine;
+use crate::ingest::IngestWriter;
+use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub master: MasterKey,
+    pub registry: Registry,
+    pub ingest: IngestWriter,
+    pub metrics: Arc<Metrics>,
+    /// The base of webhook URLs.
+    pub public_base: String,
+    /// Wakes a worker when a manual run is queued.
+    pub wake: Arc<Notify>,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    run_until(config, listener, shutdown_signal()).await
+}
+
+/// Runs until `shutdown` completes, then stops taking requests and lets running steps finish
+/// their current attempt for a short while.
+pub async fn run_until(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.database_url).await?);
+    let master = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
+    bootstrap_admin(store.as_ref(), &config.data_dir).await?;
+
+    let bound: SocketAddr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let wake = Arc::new(Notify::new());
+    let registry = Registry::builtin();
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config.clone()),
+        master,
+        registry: registry.clone(),
+        ingest: IngestWriter::start(store.clone(), metrics.clone(), wake.clone()),
+        metrics: metrics.clone(),
+        public_base: config.public_base(bound),
+        wake: wake.clone(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    if config.workers > 0 {
+        let node_id = node_id(&config.data_dir)?;
+        // Jobs this node held when it last stopped (or crashed) are ours to resume now,
+        // rather than after their leases run out.
+        let released = store.release_leases(&node_id).await?;
+        if released > 0 {
+            tracing::info!(released, "resuming executions interrupted by the last stop");
+        }
+        let engine = Arc::new(Engine {
+            store: store.clone(),
+            registry,
+            clients: Clients {
+                http: reqwest::Client::builder()
+                    .user_agent(concat!("alertflow/", env!("CARGO_PKG_VERSION")))
+                    .build()?,
+            },
+            metrics,
+            node_id,
+            lease: config.job_lease,
+            wake,
+        });
+        workers = engine.spawn_workers(config.workers, stop_rx.clone());
+    }
+
+    tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
+    let app = http::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    for w in workers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w).await;
+    }
+    Ok(())
+}
+
+async fn open_store(url: &str) -> anyhow::Result<SqliteStore> {
+    if url.starts_with("sqlite:") {
+        return Ok(SqliteStore::open(url).await?);
+    }
+    anyhow::bail!("unsupported --database-url {url:?}: this build supports sqlite://PATH")
+}
+
+/// On the first start with an empty store: the `admin` user, a random password and an admin
+/// token, printed once; the token also goes to DATA_DIR/admin-token (0600) for local clients.
+async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    if store.has_users().await? {
+        return Ok(());
+    }
+    let password = crypto::random_token("");
+    let token = crypto::random_token("aft_");
+    store
+        .create_admin(
+            "admin",
+            &crypto::hash_password(&password),
+            &crypto::digest(&token),
+            now_ms(),
+        )
+        .await?;
+    let token_file = data_dir.join("admin-token");
+    crypto::write_private(&token_file, &token)?;
+    println!("alertflow: created user admin (shown once, keep them safe)");
+    println!("  password:    {password}");
+    println!("  admin token: {token}");
+    println!(
+        "  token saved: {} (mode 0600; local alertflow commands read it)",
+        token_file.display()
+    );
+    Ok(())
+}
+
+/// A stable id for this node, kept in the data dir, so a restart can reclaim its own jobs.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = ingest::new_id();
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,224 @@
+//! Storage behind one trait. SQLite is embedded; PostgreSQL follows with the same SQL shapes
+//! (integer millisecond times, the job queue as a table with leases).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached or refused the write: transient, worth a retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub name: String,
+    #[serde(skip)]
+    pub digest: String,
+    #[serde(skip)]
+    pub value_enc: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkflowRecord {
+    pub id: String,
+    pub version: i64,
+    /// Canonical JSON of the validated document.
+    pub document: String,
+    /// The text as applied.
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionSummary {
+    pub version: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaveOutcome {
+    pub version: i64,
+    pub created: bool,
+    pub unchanged: bool,
+}
+
+/// A webhook delivery as the ingress decided it, ready to be written in one batch.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub workflow_id: String,
+    pub received_at: i64,
+    pub outcome: &'static str,
+    pub status_code: u16,
+    pub reason: Option<String>,
+    pub key_name: Option<String>,
+    pub body: Option<Bytes>,
+    /// Duplicate detection: the delivery's identity and how far back to look.
+    pub dedupe: Option<(String, i64)>,
+    pub executions: Vec<NewExecution>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: String,
+    pub workflow_id: String,
+    pub version: i64,
+    pub trigger_type: &'static str,
+    pub alert_index: Option<i64>,
+    /// Only for runs without an event (manual); webhook runs read the event's body.
+    pub input: Option<Bytes>,
+}
+
+/// What became of a delivery once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub outcome: &'static str,
+    pub executions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: String,
+    pub workflow_id: String,
+    pub received_at: i64,
+    pub outcome: String,
+    pub status_code: i64,
+    pub reason: Option<String>,
+    pub executions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub workflow_id: String,
+    pub version: i64,
+    pub status: String,
+    pub trigger_type: String,
+    pub event_id: Option<String>,
+    pub alert_index: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepRecord {
+    pub step_id: String,
+    pub position: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+/// Everything the engine needs to carry on with one execution.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub execution: ExecutionRecord,
+    pub document: String,
+    pub input: Bytes,
+    pub steps: Vec<StepRecord>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<()>;
+
+    // users and admin tokens
+    async fn has_users(&self) -> Result<bool>;
+    async fn create_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        token_digest: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn token_user(&self, digest: &str) -> Result<Option<String>>;
+
+    // API keys
+    async fn create_key(&self, key: &KeyRecord) -> Result<()>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn get_key(&self, name: &str) -> Result<KeyRecord>;
+    async fn key_by_digest(&self, digest: &str) -> Result<Option<KeyRecord>>;
+    async fn delete_key(&self, name: &str) -> Result<()>;
+
+    // workflows
+    async fn save_workflow(
+        &self,
+        id: &str,
+        document: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<SaveOutcome>;
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>>;
+    /// The current version, or the one asked for.
+    async fn get_workflow(&self, id: &str, version: Option<i64>) -> Result<WorkflowRecord>;
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionSummary>>;
+    async fn delete_workflow(&self, id: &str) -> Result<()>;
+
+    // ingress: one transaction for the whole batch
+    async fn ingest(&self, batch: &[NewEvent]) -> Result<Vec<Ingested>>;
+    async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
+
+    // executions
+    async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>>;
+    async fn get_execution(&self, id: &str) -> Result<(ExecutionRecord, Vec<StepRecord>)>;
+    async fn execution_input(&self, id: &str) -> Result<Bytes>;
+    /// A run that no delivery started (manual); it is queued in the same transaction.
+    async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()>;
+
+    // the queue and the engine
+    /// Leases the next due job: its execution id and how often it has been claimed.
+    async fn claim_job(&self, node: &str, now: i64, lease_ms: i64)
+        -> Result<Option<(String, i64)>>;
+    async fn extend_lease(&self, execution_id: &str, node: &str, until: i64) -> Result<()>;
+    async fn release_leases(&self, node: &str) -> Result<u64>;
+    async fn load_run(&self, execution_id: &str) -> Result<RunState>;
+    async fn mark_running(&self, execution_id: &str, now: i64) -> Result<()>;
+    async fn save_step(&self, execution_id: &str, step: &StepRecord) -> Result<()>;
+    /// Ends the execution and removes its job, in one transaction.
+    async fn finish_execution(
+        &self,
+        execution_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+}
