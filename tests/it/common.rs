@@ -1,0 +1,212 @@
+//! Test helpers: `spawn_app()` runs alertflow in-process on a free port with a fresh data dir.
+
+#![allow(dead_code)]
+
+use alertflow::config::Config;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::with_data_dir(dir.path().to_path_buf());
+    config.workers = 4;
+    adjust(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(alertflow::run_until(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let token_file = dir.path().join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() }).await;
+    TestApp {
+        base,
+        token: token.trim().to_string(),
+        http: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// Polls `f` until it returns Some, for up to 30 seconds.
+pub async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 30s");
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(name)).unwrap()
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager-0.25")
+}
+
+impl TestApp {
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.api(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    pub async fn create_key(&self, name: &str) -> String {
+        let (status, v) = self.api(reqwest::Method::POST, "/keys", Some(json!({"name": name}))).await;
+        assert_eq!(status, 201, "{v}");
+        v["value"].as_str().unwrap().to_string()
+    }
+
+    /// Applies a workflow document; returns (status, body).
+    pub async fn apply(&self, doc: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/workflows", self.base))
+            .bearer_auth(&self.token)
+            .body(doc.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn apply_ok(&self, doc: &str) -> Value {
+        let (status, v) = self.apply(doc).await;
+        assert!(status == 200 || status == 201, "apply: {status} {v}");
+        v
+    }
+
+    /// Posts a body to the trigger with the key as `?x-api-key=`, as the seed receiver does.
+    pub async fn hook(&self, workflow: &str, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/hooks/{workflow}?x-api-key={key}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn execution(&self, id: &str) -> Value {
+        self.get(&format!("/executions/{id}")).await
+    }
+
+    /// Waits until the execution reaches a final status and returns it.
+    pub async fn finished(&self, id: &str) -> Value {
+        wait_for(|| async {
+            let ex = self.execution(id).await;
+            let st = ex["status"].as_str().unwrap().to_string();
+            matches!(st.as_str(), "succeeded" | "failed" | "cancelled" | "timed_out").then_some(ex)
+        })
+        .await
+    }
+
+    pub async fn events(&self, workflow: &str) -> Vec<Value> {
+        self.get(&format!("/events?workflow={workflow}")).await.as_array().unwrap().clone()
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        // Keep the directory alive for the caller (restart tests reuse it).
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A small HTTP server for steps to call: it records each request and answers with `status`.
+pub struct Recorder {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+pub async fn recorder(status: u16) -> Recorder {
+    use axum::routing::any;
+    let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+    let seen = requests.clone();
+    let app = axum::Router::new().fallback(any(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().unwrap().push((uri.to_string(), v));
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [("content-type", "application/json")],
+                r#"{"ok":true,"id":"T-1"}"#,
+            )
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Recorder { url, requests }
+}
+
+/// Whether an end-to-end test that needs `binary` should run; panics when it is missing and
+/// `ALERTFLOW_E2E=require` says it must not be.
+pub fn e2e_binary(binary: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file())
+    });
+    match (found, std::env::var("ALERTFLOW_E2E").as_deref()) {
+        (Some(p), _) => Some(p),
+        (None, Ok("require")) => panic!("{binary} not found on PATH and ALERTFLOW_E2E=require"),
+        (None, _) => {
+            eprintln!("SKIPPED: {binary} not found on PATH (install it, or set ALERTFLOW_E2E=require to fail instead)");
+            None
+        }
+    }
+}

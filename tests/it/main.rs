@@ -1,0 +1,9 @@
+//! One integration-test binary (faster to link than one per file). `common` starts the whole
+//! server in-process on port 0 with its own data directory.
+
+mod alertmanager_e2e;
+mod common;
+mod engine;
+mod ingress;
+mod restart;
+mod workflows;
