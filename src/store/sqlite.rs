@@ -4,8 +4,11 @@ use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Readers share a pool; every write goes through one connection. SQLite admits one writer
+/// at a time anyway, and a single writer connection never meets SQLITE_BUSY on a lock upgrade.
 pub struct SqliteStore {
     pool: SqlitePool,
+    write: SqlitePool,
 }
 
 impl SqliteStore {
@@ -17,15 +20,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, write })
     }
 }
 
@@ -106,7 +113,7 @@ impl Store for SqliteStore {
         token_digest: &str,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)")
             .bind(name)
             .bind(password_hash)
@@ -140,7 +147,7 @@ impl Store for SqliteStore {
         .bind(&key.digest)
         .bind(&key.value_enc)
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -171,7 +178,7 @@ impl Store for SqliteStore {
     async fn delete_key(&self, name: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM api_keys WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -186,7 +193,7 @@ impl Store for SqliteStore {
         source: &str,
         now: i64,
     ) -> Result<SaveOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let current: Option<(i64, String)> = sqlx::query_as(
             "SELECT v.version, v.document FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version WHERE w.id = ?",
         )
@@ -286,7 +293,7 @@ impl Store for SqliteStore {
     async fn delete_workflow(&self, id: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM workflows WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -295,7 +302,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, batch: &[NewEvent]) -> Result<Vec<Ingested>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for ev in batch {
             let mut outcome = ev.outcome;
@@ -404,7 +411,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         insert_execution(&mut tx, execution, None, now).await?;
         tx.commit().await?;
         Ok(())
@@ -422,7 +429,7 @@ impl Store for SqliteStore {
                 ORDER BY run_at LIMIT 1) RETURNING execution_id, claims",
         )
         .bind(node).bind(now + lease_ms).bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await?)
     }
 
@@ -431,7 +438,7 @@ impl Store for SqliteStore {
             .bind(until)
             .bind(execution_id)
             .bind(node)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -441,7 +448,7 @@ impl Store for SqliteStore {
             "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
         )
         .bind(node)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
     }
@@ -466,7 +473,7 @@ impl Store for SqliteStore {
 
     async fn mark_running(&self, execution_id: &str, now: i64) -> Result<()> {
         sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?")
-            .bind(now).bind(execution_id).execute(&self.pool).await?;
+            .bind(now).bind(execution_id).execute(&self.write).await?;
         Ok(())
     }
 
@@ -480,7 +487,7 @@ impl Store for SqliteStore {
         )
         .bind(execution_id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
         .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
-        .execute(&self.pool).await?;
+        .execute(&self.write).await?;
         Ok(())
     }
 
@@ -491,7 +498,7 @@ impl Store for SqliteStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
             .bind(status).bind(error).bind(now).bind(now).bind(execution_id)
             .execute(&mut *tx).await?;
