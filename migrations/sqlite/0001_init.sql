@@ -29,8 +29,9 @@ CREATE TABLE workflows (
     updated_at      INTEGER NOT NULL
 );
 
+-- Versions outlive a deleted workflow: its executions still show the document they ran.
 CREATE TABLE workflow_versions (
-    workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+    workflow_id TEXT NOT NULL,
     version     INTEGER NOT NULL,
     document    TEXT NOT NULL, -- canonical JSON of the validated document
     source      TEXT NOT NULL, -- the text as applied, comments and all

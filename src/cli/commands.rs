@@ -482,11 +482,13 @@ async fn alertmanager_config(c: &Client, id: &str, key: &str, format: Format) ->
         );
     } else {
         print!("{block}");
+        eprintln!("# Route alerts to it in alertmanager.yml, e.g. route: {{receiver: 'alertflow'}} or a child route.");
     }
     Ok(())
 }
 
-/// The receiver block of the seed journey: paste it under `receivers:` unchanged.
+/// The receiver block of the seed journey, a top-level `receivers:` list to paste into
+/// alertmanager.yml unchanged.
 pub fn receiver_block(webhook_url: &str, key: &str) -> String {
     format!(
         "receivers:\n- name: 'alertflow'\n  webhook_configs:\n  - send_resolved: true\n    url: '{webhook_url}?x-api-key={}'\n    max_alerts: 0\n",

@@ -72,8 +72,16 @@ impl TestApp {
         self.dir.path()
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}/api/v1{path}", self.base)).bearer_auth(&self.token);
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -90,7 +98,9 @@ impl TestApp {
     }
 
     pub async fn create_key(&self, name: &str) -> String {
-        let (status, v) = self.api(reqwest::Method::POST, "/keys", Some(json!({"name": name}))).await;
+        let (status, v) = self
+            .api(reqwest::Method::POST, "/keys", Some(json!({"name": name})))
+            .await;
         assert_eq!(status, 201, "{v}");
         v["value"].as_str().unwrap().to_string()
     }
@@ -116,7 +126,12 @@ impl TestApp {
     }
 
     /// Posts a body to the trigger with the key as `?x-api-key=`, as the seed receiver does.
-    pub async fn hook(&self, workflow: &str, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    pub async fn hook(
+        &self,
+        workflow: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("{}/hooks/{workflow}?x-api-key={key}", self.base))
@@ -138,13 +153,21 @@ impl TestApp {
         wait_for(|| async {
             let ex = self.execution(id).await;
             let st = ex["status"].as_str().unwrap().to_string();
-            matches!(st.as_str(), "succeeded" | "failed" | "cancelled" | "timed_out").then_some(ex)
+            matches!(
+                st.as_str(),
+                "succeeded" | "failed" | "cancelled" | "timed_out"
+            )
+            .then_some(ex)
         })
         .await
     }
 
     pub async fn events(&self, workflow: &str) -> Vec<Value> {
-        self.get(&format!("/events?workflow={workflow}")).await.as_array().unwrap().clone()
+        self.get(&format!("/events?workflow={workflow}"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub async fn stop(mut self) -> tempfile::TempDir {
@@ -177,18 +200,19 @@ pub async fn recorder(status: u16) -> Recorder {
     use axum::routing::any;
     let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
     let seen = requests.clone();
-    let app = axum::Router::new().fallback(any(move |uri: axum::http::Uri, body: axum::body::Bytes| {
-        let seen = seen.clone();
-        async move {
-            let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            seen.lock().unwrap().push((uri.to_string(), v));
-            (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                [("content-type", "application/json")],
-                r#"{"ok":true,"id":"T-1"}"#,
-            )
-        }
-    }));
+    let app =
+        axum::Router::new().fallback(any(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                seen.lock().unwrap().push((uri.to_string(), v));
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    r#"{"ok":true,"id":"T-1"}"#,
+                )
+            }
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -199,7 +223,9 @@ pub async fn recorder(status: u16) -> Recorder {
 /// `ALERTFLOW_E2E=require` says it must not be.
 pub fn e2e_binary(binary: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join(binary))
+            .find(|p| p.is_file())
     });
     match (found, std::env::var("ALERTFLOW_E2E").as_deref()) {
         (Some(p), _) => Some(p),
