@@ -1,1 +1,161 @@
+//! A server killed (SIGKILL) in the middle of a run resumes it after a restart: finished steps
+//! are not run again, the interrupted one runs again as attempt 2, and nothing accepted is lost.
+
 use crate::common::*;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::process::{Child, Command};
+
+/// An endpoint that holds requests open while `hold` is set, and counts them.
+async fn gate(hold: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new().fallback(move || {
+        let (hold, hits) = (hold.clone(), hits.clone());
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            if hold.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            "released"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        // A long lease: the restart must resume the run because it is this node's, not
+        // because a lease ran out.
+        .env("ALERTFLOW_JOB_LEASE", "10m")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn api(base: &str, token: &str, path: &str) -> Option<Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_the_run_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_hits = recorder(200).await;
+    let (hold, gate_hits) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let gate_url = gate(hold.clone(), gate_hits.clone()).await;
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(dir.path(), port);
+    let token_file = dir.path().join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
+        .await
+        .trim()
+        .to_string();
+    wait_for(|| async { api(&base, &token, "/workflows").await }).await;
+
+    let http = reqwest::Client::new();
+    let key: Value = http
+        .post(format!("{base}/api/v1/keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "ops"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["value"].as_str().unwrap().to_string();
+    let doc = format!(
+        "name: resume\ntrigger: {{type: prometheus}}\nsteps:\n  - {{id: first, uses: http.request, with: {{url: '{}'}}}}\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}}}\n  - {{id: last, uses: transform, with: {{value: '{{{{ steps.slow.output.body }}}}'}}}}\n",
+        first_hits.url
+    );
+    let resp = http
+        .post(format!("{base}/api/v1/workflows"))
+        .bearer_auth(&token)
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let accepted: Value = http
+        .post(format!("{base}/hooks/resume?x-api-key={key}"))
+        .header("content-type", "application/json")
+        .body(fixture("prometheus-rule-firing.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accepted["outcome"], "started");
+    let id = accepted["executions"][0].as_str().unwrap().to_string();
+
+    // Wait until `slow` is in flight, then kill the server without warning.
+    wait_for(|| async {
+        let ex = api(&base, &token, &format!("/executions/{id}")).await?;
+        (ex["steps"][1]["status"] == "running" && gate_hits.load(Ordering::SeqCst) == 1)
+            .then_some(())
+    })
+    .await;
+    server.kill().await.unwrap();
+    hold.store(false, Ordering::SeqCst);
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = serve(dir.path(), port);
+    let ex = wait_for(|| async {
+        let ex = api(&base, &token, &format!("/executions/{id}")).await?;
+        (ex["status"] == "succeeded" || ex["status"] == "failed").then_some(ex)
+    })
+    .await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let attempts: Vec<i64> = ex["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 1], "{ex}");
+    assert_eq!(
+        first_hits.requests.lock().unwrap().len(),
+        1,
+        "a finished step does not run again"
+    );
+    assert_eq!(gate_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(ex["steps"][2]["output"], "released");
+    // The delivery accepted before the kill is still there, body and all.
+    let events = api(&base, &token, "/events").await.unwrap();
+    assert_eq!(events[0]["id"], accepted["event_id"]);
+    assert_eq!(
+        ex["input"],
+        serde_json::from_slice::<Value>(&fixture("prometheus-rule-firing.json")).unwrap()
+    );
+}
