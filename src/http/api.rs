@@ -1,6 +1,8 @@
 //! `/api/v1`: keys, workflows, runs, executions, events. The admin token is checked in `mod.rs`.
 
-use super::views::{EventView, ExecutionView, KeyView};
+use super::views::{
+    ApplyView, ErrorView, EventView, ExecutionView, KeyView, RunView, VersionView, WorkflowView,
+};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::ingest::new_id;
@@ -15,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -32,6 +35,34 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(list_events))
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "alertflow", description = "Workflow automation for Prometheus Alertmanager. Every /api/v1 route wants `Authorization: Bearer ADMIN_TOKEN`."),
+    paths(
+        create_key, list_keys, get_key, reveal_key, delete_key,
+        apply_workflow, list_workflows, get_workflow, list_versions, delete_workflow, run_workflow,
+        list_executions, get_execution, execution_input, list_events,
+        super::hooks::receive,
+    ),
+    components(schemas(ErrorView, crate::ingest::Accepted)),
+    modifiers(&BearerAuth),
+    security(("admin_token" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 fn not_found(what: String) -> impl FnOnce(StoreError) -> Error {
     move |e| match e {
         StoreError::NotFound => Error::NotFound(what),
@@ -41,7 +72,7 @@ fn not_found(what: String) -> impl FnOnce(StoreError) -> Error {
 
 // --- keys
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NewKey {
     name: String,
 }
@@ -54,6 +85,8 @@ fn valid_key_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", request_body = NewKey,
+    responses((status = 201, body = KeyView, description = "Created; `value` is shown"), (status = 409, body = ErrorView)))]
 async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Result<Response> {
     if !valid_key_name(&req.name) {
         return Err(Error::BadRequest(format!(
@@ -80,11 +113,14 @@ async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Resul
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = Vec<KeyView>)))]
 async fn list_keys(State(s): State<AppState>) -> Result<Json<Vec<KeyView>>> {
     let keys = s.store.list_keys().await?;
     Ok(Json(keys.iter().map(|k| KeyView::new(k, None)).collect()))
 }
 
+#[utoipa::path(get, path = "/api/v1/keys/{name}", tag = "keys", params(("name" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorView)))]
 async fn get_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<KeyView>> {
     let key = s
         .store
@@ -94,6 +130,8 @@ async fn get_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<
     Ok(Json(KeyView::new(&key, None)))
 }
 
+#[utoipa::path(get, path = "/api/v1/keys/{name}/value", tag = "keys", params(("name" = String, Path)),
+    responses((status = 200, body = KeyView, description = "With `value`"), (status = 404, body = ErrorView)))]
 async fn reveal_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<KeyView>> {
     let key = s
         .store
@@ -108,6 +146,8 @@ async fn reveal_key(State(s): State<AppState>, Path(name): Path<String>) -> Resu
     Ok(Json(KeyView::new(&key, Some(value))))
 }
 
+#[utoipa::path(delete, path = "/api/v1/keys/{name}", tag = "keys", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorView)))]
 async fn delete_key(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
     s.store
         .delete_key(&name)
@@ -127,6 +167,8 @@ fn parse_stored(document: &str) -> Result<Workflow> {
         .map_err(|e| Error::Internal(format!("stored workflow unreadable: {e}")))
 }
 
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", request_body(content = String, content_type = "application/yaml", description = "The workflow document, YAML or JSON"),
+    responses((status = 201, body = ApplyView), (status = 200, body = ApplyView, description = "New version, or unchanged"), (status = 422, body = ErrorView)))]
 async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Response> {
     let source = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("workflow document is not UTF-8".into()))?;
@@ -143,7 +185,7 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
         .into_iter()
         .map(|k| k.name)
         .collect();
-    let warnings: Vec<String> = workflow::key_names(&wf)
+    let warnings = workflow::key_names(&wf)
         .into_iter()
         .filter(|k| !known.iter().any(|n| n == k))
         .map(|k| format!("trigger.api_keys: no API key named {k:?} yet; create it with `alertflow keys create {k}`"))
@@ -153,38 +195,48 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "id": wf.name,
-        "version": saved.version,
-        "created": saved.created,
-        "unchanged": saved.unchanged,
-        "trigger": wf.trigger.kind,
-        "webhook_url": webhook_url(&s, &wf),
-        "warnings": warnings,
-    });
-    Ok((status, Json(body)).into_response())
+    let view = ApplyView {
+        id: wf.name.to_string(),
+        version: saved.version,
+        created: saved.created,
+        unchanged: saved.unchanged,
+        trigger: trigger_name(&wf).into(),
+        webhook_url: webhook_url(&s, &wf),
+        warnings,
+    };
+    Ok((status, Json(view)).into_response())
 }
 
-fn workflow_view(s: &AppState, r: &crate::store::WorkflowRecord, full: bool) -> Result<Value> {
-    let wf = parse_stored(&r.document)?;
-    let mut v = json!({
-        "id": r.id,
-        "version": r.version,
-        "description": wf.description,
-        "trigger": wf.trigger.kind,
-        "steps": wf.steps.len(),
-        "webhook_url": webhook_url(s, &wf),
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-    });
-    if full {
-        v["document"] = serde_json::to_value(&wf).unwrap_or_default();
-        v["source"] = json!(r.source);
+fn trigger_name(wf: &Workflow) -> &'static str {
+    match wf.trigger.kind {
+        TriggerType::Prometheus => "prometheus",
+        TriggerType::Webhook => "webhook",
+        TriggerType::Manual => "manual",
     }
-    Ok(v)
 }
 
-async fn list_workflows(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
+fn workflow_view(
+    s: &AppState,
+    r: &crate::store::WorkflowRecord,
+    full: bool,
+) -> Result<WorkflowView> {
+    let wf = parse_stored(&r.document)?;
+    Ok(WorkflowView {
+        id: r.id.clone(),
+        version: r.version,
+        description: wf.description.clone(),
+        trigger: trigger_name(&wf).into(),
+        steps: wf.steps.len(),
+        webhook_url: webhook_url(s, &wf),
+        created_at: rfc3339(r.created_at),
+        updated_at: rfc3339(r.updated_at),
+        document: full.then(|| serde_json::to_value(&wf).unwrap_or_default()),
+        source: full.then(|| r.source.clone()),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", responses((status = 200, body = Vec<WorkflowView>)))]
+async fn list_workflows(State(s): State<AppState>) -> Result<Json<Vec<WorkflowView>>> {
     let all = s.store.list_workflows().await?;
     Ok(Json(
         all.iter()
@@ -193,16 +245,19 @@ async fn list_workflows(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
     version: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path), VersionQuery),
+    responses((status = 200, body = WorkflowView), (status = 404, body = ErrorView)))]
 async fn get_workflow(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<VersionQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<WorkflowView>> {
     let r = s
         .store
         .get_workflow(&id, q.version)
@@ -214,19 +269,30 @@ async fn get_workflow(
     Ok(Json(workflow_view(&s, &r, true)?))
 }
 
-async fn list_versions(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<VersionView>), (status = 404, body = ErrorView)))]
+async fn list_versions(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<VersionView>>> {
     let versions = s
         .store
         .list_versions(&id)
         .await
         .map_err(not_found(format!("no workflow {id:?}")))?;
-    let out: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"version": v.version, "created_at": rfc3339(v.created_at)}))
-        .collect();
-    Ok(Json(json!(out)))
+    Ok(Json(
+        versions
+            .iter()
+            .map(|v| VersionView {
+                version: v.version,
+                created_at: rfc3339(v.created_at),
+            })
+            .collect(),
+    ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorView)))]
 async fn delete_workflow(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
     s.store
         .delete_workflow(&id)
@@ -237,6 +303,9 @@ async fn delete_workflow(State(s): State<AppState>, Path(id): Path<String>) -> R
 
 /// A manual run with the body as input (`{}` when empty). A prometheus workflow checks the body
 /// as Alertmanager would send it and, under `split: per_alert`, runs once per alert.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/run", tag = "workflows", params(("id" = String, Path)),
+    request_body(content = Object, description = "The input; {} when empty"),
+    responses((status = 202, body = RunView), (status = 400, body = ErrorView), (status = 404, body = ErrorView)))]
 async fn run_workflow(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -276,18 +345,21 @@ async fn run_workflow(
         ids.push(ex.id);
     }
     s.wake.notify_waiters();
-    Ok((StatusCode::ACCEPTED, Json(json!({"executions": ids}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(RunView { executions: ids })).into_response())
 }
 
 // --- executions and events
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExecutionQuery {
     workflow: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ExecutionQuery),
+    responses((status = 200, body = Vec<ExecutionView>, description = "Newest first, without input and steps")))]
 async fn list_executions(
     State(s): State<AppState>,
     Query(q): Query<ExecutionQuery>,
@@ -305,6 +377,8 @@ async fn list_executions(
     Ok(Json(rows.into_iter().map(ExecutionView::summary).collect()))
 }
 
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionView), (status = 404, body = ErrorView)))]
 async fn get_execution(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -324,6 +398,8 @@ async fn get_execution(
 }
 
 /// The input exactly as received, byte for byte.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/input", tag = "executions", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/json", description = "The body as received, byte for byte"), (status = 404, body = ErrorView)))]
 async fn execution_input(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let body = s
         .store
@@ -333,12 +409,14 @@ async fn execution_input(State(s): State<AppState>, Path(id): Path<String>) -> R
     Ok(([("content-type", "application/json")], body).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventQuery {
     workflow: Option<String>,
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery), responses((status = 200, body = Vec<EventView>)))]
 async fn list_events(
     State(s): State<AppState>,
     Query(q): Query<EventQuery>,

@@ -11,6 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 
+/// The trigger: answers 202 once the delivery is on disk.
+#[utoipa::path(post, path = "/hooks/{workflow_id}", tag = "trigger",
+    params(("workflow_id" = String, Path), ("x-api-key" = Option<String>, Query, description = "The API key (or X-API-Key, Bearer, or basic auth password)")),
+    request_body(content = Object, description = "An Alertmanager v4 notification (prometheus trigger) or any JSON (webhook trigger)"),
+    security(()),
+    responses(
+        (status = 202, body = crate::ingest::Accepted),
+        (status = 400, body = crate::http::views::ErrorView, description = "not an Alertmanager v4 body"),
+        (status = 401, body = crate::http::views::ErrorView), (status = 403, body = crate::http::views::ErrorView),
+        (status = 404, body = crate::http::views::ErrorView), (status = 413, body = crate::http::views::ErrorView),
+        (status = 415, body = crate::http::views::ErrorView), (status = 503, body = crate::http::views::ErrorView),
+    ))]
 pub async fn receive(
     State(state): State<AppState>,
     Path(workflow_id): Path<String>,

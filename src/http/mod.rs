@@ -26,9 +26,17 @@ pub fn router(state: AppState) -> Router {
     }
     if state.config.api {
         let api = api::routes().layer(middleware::from_fn_with_state(state.clone(), require_admin));
-        app = app.nest("/api/v1", api);
+        // The API's description is public, so tools can read it before they have a token.
+        app = app
+            .route("/api/v1/openapi.json", get(openapi))
+            .nest("/api/v1", api);
     }
     app.layer(middleware::from_fn(access_log)).with_state(state)
+}
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    axum::Json(api::ApiDoc::openapi())
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

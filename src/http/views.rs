@@ -6,8 +6,9 @@ use alertflow_domain::workflow::Workflow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyView {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,7 +28,7 @@ impl KeyView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventView {
     pub id: String,
     pub workflow: String,
@@ -52,14 +53,14 @@ impl From<EventRecord> for EventView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TriggerView {
     #[serde(rename = "type")]
     pub kind: String,
     pub event_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ExecutionView {
     pub id: String,
     pub workflow: String,
@@ -71,6 +72,7 @@ pub struct ExecutionView {
     pub error: Option<String>,
     /// The body received, embedded as it came (same bytes, same escapes).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub input: Option<Box<RawValue>>,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -79,13 +81,16 @@ pub struct ExecutionView {
     pub steps: Option<Vec<StepView>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StepView {
     pub id: String,
     pub uses: String,
     pub status: String,
     pub attempts: i64,
+    /// The step's `with`, rendered.
+    #[schema(value_type = Object)]
     pub input: Value,
+    #[schema(value_type = Object)]
     pub output: Value,
     pub error: Option<String>,
     pub started_at: Option<String>,
@@ -164,4 +169,62 @@ impl ExecutionView {
         view.steps = Some(step_views);
         view
     }
+}
+
+/// A workflow as listed; `document` and `source` only when one is asked for.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowView {
+    pub id: String,
+    pub version: i64,
+    pub description: Option<String>,
+    /// prometheus, webhook or manual
+    pub trigger: String,
+    pub steps: usize,
+    /// The Workflow Webhook URL; none for a manual trigger.
+    pub webhook_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub document: Option<Value>,
+    /// The document as applied, comments and all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplyView {
+    pub id: String,
+    pub version: i64,
+    pub created: bool,
+    /// The document equals the current version; no new version was made.
+    pub unchanged: bool,
+    pub trigger: String,
+    pub webhook_url: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionView {
+    pub version: i64,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    pub executions: Vec<String>,
+}
+
+/// Every error: a stable `code` and a message that names the cause.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
+    /// For a `not_alertmanager` error: the field that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For an `invalid_workflow` error: every problem, with its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub details: Option<Value>,
 }

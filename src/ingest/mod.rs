@@ -26,7 +26,7 @@ pub struct Delivery {
 }
 
 /// The trigger's 202 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub event_id: String,
     pub outcome: &'static str,

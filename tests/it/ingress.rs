@@ -426,3 +426,36 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_routes() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .http
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/hooks/{workflow_id}",
+        "/api/v1/keys",
+        "/api/v1/workflows/{id}/run",
+        "/api/v1/executions/{id}",
+        "/api/v1/events",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(doc["components"]["schemas"]["ExecutionView"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+}
