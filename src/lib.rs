@@ -18,7 +18,6 @@ use crate::actions::{Clients, Registry};
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::engine::Engine;
-use crate::ingest::IngestWriter;
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
 use std::future::Future;
@@ -35,11 +34,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub master: MasterKey,
     pub registry: Registry,
-    pub ingest: IngestWriter,
     pub metrics: Arc<Metrics>,
     /// The base of webhook URLs.
     pub public_base: String,
-    /// Wakes a worker when a manual run is queued.
+    /// Tells the engine that new executions are queued.
     pub wake: Arc<Notify>,
 }
 
@@ -79,14 +77,13 @@ pub async fn run_until(
         config: Arc::new(config.clone()),
         master,
         registry: registry.clone(),
-        ingest: IngestWriter::start(store.clone(), metrics.clone(), wake.clone()),
         metrics: metrics.clone(),
         public_base: config.public_base(bound),
         wake: wake.clone(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut workers = Vec::new();
+    let mut workers = None;
     if config.workers > 0 {
         let node_id = node_id(&config.data_dir)?;
         // Jobs this node held when it last stopped (or crashed) are ours to resume now,
@@ -95,20 +92,20 @@ pub async fn run_until(
         if released > 0 {
             tracing::info!(released, "resuming executions interrupted by the last stop");
         }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("alertflow/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         let engine = Arc::new(Engine {
             store: store.clone(),
             registry,
-            clients: Clients {
-                http: reqwest::Client::builder()
-                    .user_agent(concat!("alertflow/", env!("CARGO_PKG_VERSION")))
-                    .build()?,
-            },
+            clients: Clients { http },
             metrics,
             node_id,
             lease: config.job_lease,
             wake,
+            workflows: Default::default(),
         });
-        workers = engine.spawn_workers(config.workers, stop_rx.clone());
+        workers = Some(engine.start(config.workers, stop_rx.clone()));
     }
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
@@ -119,8 +116,9 @@ pub async fn run_until(
             let _ = stop_tx.send(true);
         })
         .await?;
-    for w in workers {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w).await;
+    if let Some(engine) = workers {
+        // Running steps get a moment to finish; what does not is resumed on the next start.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), engine).await;
     }
     Ok(())
 }

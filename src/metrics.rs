@@ -27,7 +27,6 @@ pub struct Metrics {
     pub deliveries: Family<OutcomeLabels, Counter>,
     pub executions: Family<StatusLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
-    pub ingest_batch: Histogram,
 }
 
 impl Metrics {
@@ -53,18 +52,11 @@ impl Metrics {
             "Time a step took, all attempts",
             step_duration.clone(),
         );
-        let ingest_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register(
-            "ingest_batch_size",
-            "Deliveries written per database commit",
-            ingest_batch.clone(),
-        );
         Metrics {
             registry,
             deliveries,
             executions,
             step_duration,
-            ingest_batch,
         }
     }
 

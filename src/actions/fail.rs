@@ -10,6 +10,10 @@ impl Action for Fail {
         "fail"
     }
 
+    fn is_pure(&self) -> bool {
+        true
+    }
+
     fn check(&self, with: &Value) -> Vec<DocError> {
         let mut out = known_inputs(with, &["message"]);
         out.extend(required(with, "message"));

@@ -52,6 +52,11 @@ pub struct ActionContext<'a> {
 #[async_trait]
 pub trait Action: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Touches nothing outside alertflow, so running it twice after a crash is harmless and
+    /// its start need not be committed first.
+    fn is_pure(&self) -> bool {
+        false
+    }
     /// Checks `with` as written (templates not yet rendered) when a workflow is saved.
     fn check(&self, with: &Value) -> Vec<DocError>;
     /// Runs with `input`, the step's `with` after rendering.

@@ -58,6 +58,10 @@ impl Action for Transform {
         "transform"
     }
 
+    fn is_pure(&self) -> bool {
+        true
+    }
+
     fn check(&self, with: &Value) -> Vec<DocError> {
         let mut out = known_inputs(with, &["value", "jq", "input"]);
         match (with.get("value"), with.get("jq")) {

@@ -1,21 +1,27 @@
-//! The engine: workers claim jobs from the database queue and run executions step by step,
-//! committing each step's result before the next starts, so a crash loses at most the step that
-//! was running, which runs again (attempt + 1) when the job's lease comes back.
+//! The engine: a dispatcher claims due jobs from the database queue in batches and runs each
+//! execution in its own task, up to `--workers` at once. Each step's result is committed before
+//! the next starts, so a crash loses at most the step that was running, which runs again
+//! (attempt + 1) when the job comes back: at once on this node's restart, or when its lease
+//! runs out on another node.
 
 mod run;
 
 use crate::actions::{Clients, Registry};
 use crate::metrics::Metrics;
-use crate::store::Store;
-use std::sync::Arc;
+use crate::store::{Store, StoreError};
+use alertflow_domain::workflow::Workflow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A job claimed this often without finishing is given up (a step that crashes the process).
 const MAX_CLAIMS: i64 = 10;
-/// Workers look for due jobs at least this often, besides being woken by new work.
+/// The dispatcher looks for due jobs at least this often, besides being woken by new work.
 const POLL: Duration = Duration::from_millis(1000);
+/// Parsed workflow versions kept in memory; versions never change, so entries never go stale.
+const WORKFLOW_CACHE: usize = 1024;
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -24,50 +30,98 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub node_id: String,
     pub lease: Duration,
+    /// Signalled when executions are queued or a running one ends.
     pub wake: Arc<Notify>,
+    pub workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
 }
 
 impl Engine {
-    pub fn spawn_workers(
+    /// Starts the dispatcher and the lease heartbeat; the handle ends after shutdown, once
+    /// running executions are done.
+    pub fn start(
         self: &Arc<Self>,
-        count: usize,
+        concurrency: usize,
         shutdown: watch::Receiver<bool>,
-    ) -> Vec<JoinHandle<()>> {
-        (0..count)
-            .map(|_| tokio::spawn(worker(self.clone(), shutdown.clone())))
-            .collect()
+    ) -> JoinHandle<()> {
+        tokio::spawn(heartbeat(self.clone(), shutdown.clone()));
+        tokio::spawn(dispatch(self.clone(), concurrency, shutdown))
+    }
+
+    /// A workflow version, parsed once.
+    async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Workflow>, StoreError> {
+        let key = (id.to_string(), version);
+        if let Some(wf) = self
+            .workflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(wf.clone());
+        }
+        let record = self.store.get_workflow(id, Some(version)).await?;
+        let wf: Workflow = serde_json::from_str(&record.document).map_err(|e| {
+            StoreError::Unavailable(format!("stored workflow {id} v{version} unreadable: {e}"))
+        })?;
+        let wf = Arc::new(wf);
+        let mut cache = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= WORKFLOW_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, wf.clone());
+        Ok(wf)
     }
 }
 
-async fn worker(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(concurrency));
     let lease_ms = engine.lease.as_millis() as i64;
     while !*shutdown.borrow() {
-        // Register for a wake-up before looking, so work committed in between is not missed.
-        let woken = engine.wake.notified();
+        let free = slots.available_permits();
+        if free == 0 {
+            // Wait for a running execution to end.
+            tokio::select! {
+                _ = engine.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
         match engine
             .store
-            .claim_job(&engine.node_id, crate::now_ms(), lease_ms)
+            .claim_jobs(&engine.node_id, crate::now_ms(), lease_ms, free)
             .await
         {
-            Ok(Some((execution_id, claims))) => {
-                let e = engine.clone();
-                let id = execution_id.clone();
-                // A panic in an action ends that task, not the worker.
-                let outcome =
-                    tokio::spawn(async move { run::execute(&e, &id, claims).await }).await;
-                match outcome {
-                    Ok(Err(err)) => {
-                        tracing::warn!(execution = %execution_id, error = %err, "execution paused; it resumes when its lease ends")
-                    }
-                    Err(panic) => {
-                        tracing::error!(execution = %execution_id, error = %panic, "execution task panicked")
-                    }
-                    Ok(Ok(())) => {}
+            Ok(jobs) if !jobs.is_empty() => {
+                for (id, claims) in jobs {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        break;
+                    };
+                    let e = engine.clone();
+                    tokio::spawn(async move {
+                        // A panic in an action ends this task; the job comes back with its lease.
+                        let inner = e.clone();
+                        let task_id = id.clone();
+                        let outcome =
+                            tokio::spawn(
+                                async move { run::execute(&inner, &task_id, claims).await },
+                            )
+                            .await;
+                        match outcome {
+                            Ok(Err(err)) => {
+                                tracing::warn!(execution = %id, error = %err, "execution paused; it resumes when its job comes back")
+                            }
+                            Err(panic) => {
+                                tracing::error!(execution = %id, error = %panic, "execution task panicked")
+                            }
+                            Ok(Ok(())) => {}
+                        }
+                        drop(slot);
+                        e.wake.notify_one();
+                    });
                 }
             }
-            Ok(None) => {
+            Ok(_) => {
                 tokio::select! {
-                    _ = woken => {}
+                    _ = engine.wake.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = shutdown.changed() => {}
                 }
@@ -79,6 +133,22 @@ async fn worker(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
                     _ = shutdown.changed() => {}
                 }
             }
+        }
+    }
+    // Let running executions finish their current step.
+    let _ = slots.acquire_many(concurrency as u32).await;
+}
+
+/// Extends every lease this node holds, so only a node that stopped loses its jobs.
+async fn heartbeat(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(engine.lease / 3) => {}
+            _ = shutdown.changed() => return,
+        }
+        let until = crate::now_ms() + engine.lease.as_millis() as i64;
+        if let Err(e) = engine.store.extend_leases(&engine.node_id, until).await {
+            tracing::warn!(error = %e, "cannot extend leases");
         }
     }
 }

@@ -15,28 +15,6 @@ use std::time::{Duration, Instant};
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub async fn execute(engine: &Engine, id: &str, claims: i64) -> Result<(), StoreError> {
-    let heartbeat = spawn_heartbeat(engine, id);
-    let result = execute_inner(engine, id, claims).await;
-    heartbeat.abort();
-    result
-}
-
-/// Keeps the lease while the run is going, so that only a dead worker loses its job.
-fn spawn_heartbeat(engine: &Engine, id: &str) -> tokio::task::JoinHandle<()> {
-    let store = engine.store.clone();
-    let (id, node, lease) = (id.to_string(), engine.node_id.clone(), engine.lease);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(lease / 3).await;
-            let until = now_ms() + lease.as_millis() as i64;
-            if let Err(e) = store.extend_lease(&id, &node, until).await {
-                tracing::warn!(execution = %id, error = %e, "cannot extend lease");
-            }
-        }
-    })
-}
-
-async fn execute_inner(engine: &Engine, id: &str, claims: i64) -> Result<(), StoreError> {
     let run = engine.store.load_run(id).await?;
     let status =
         ExecutionStatus::from_str(&run.execution.status).unwrap_or(ExecutionStatus::Pending);
@@ -58,21 +36,12 @@ async fn execute_inner(engine: &Engine, id: &str, claims: i64) -> Result<(), Sto
         );
         return finish(engine, id, ExecutionStatus::Failed, Some(error)).await;
     }
-    let wf: Workflow = match serde_json::from_str(&run.document) {
-        Ok(wf) => wf,
-        Err(e) => {
-            return finish(
-                engine,
-                id,
-                ExecutionStatus::Failed,
-                Some(format!("stored workflow unreadable: {e}")),
-            )
-            .await
-        }
-    };
-    engine.store.mark_running(id, now_ms()).await?;
+    let wf = engine
+        .workflow(&run.execution.workflow_id, run.execution.version)
+        .await?;
+    let wf = wf.as_ref();
 
-    let mut ctx = initial_context(&run, &wf);
+    let mut ctx = initial_context(&run, wf);
     let mut records: Vec<StepRecord> = wf
         .steps
         .iter()
@@ -105,9 +74,9 @@ async fn execute_inner(engine: &Engine, id: &str, claims: i64) -> Result<(), Sto
     }
 
     loop {
-        match next(&wf, &statuses) {
+        match next(wf, &statuses) {
             Next::Finish(status) => {
-                let error = failure_summary(&wf, &records, status);
+                let error = failure_summary(wf, &records, status);
                 return finish(engine, id, status, error).await;
             }
             Next::Skip(i, reason) => {
@@ -265,8 +234,11 @@ async fn run_step(
     let result = loop {
         rec.attempts += 1;
         rec.status = StepStatus::Running.as_str().into();
-        // Committed before the action runs: a crash from here on shows as a running step.
-        engine.store.save_step(execution_id, rec).await?;
+        // Committed before an action with effects runs, so that a crash from here on shows as
+        // a running step and the rerun counts as another attempt. Pure actions need not wait.
+        if !action.is_pure() {
+            engine.store.save_step(execution_id, rec).await?;
+        }
         let actx = ActionContext {
             clients: &engine.clients,
             scope: ctx,

@@ -344,7 +344,7 @@ async fn run_workflow(
         s.store.create_execution(&ex, now_ms()).await?;
         ids.push(ex.id);
     }
-    s.wake.notify_waiters();
+    s.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(RunView { executions: ids })).into_response())
 }
 

@@ -1,10 +1,6 @@
 //! Webhook ingress: from a delivery (key, headers, body) to a durable event and its executions.
 //! Every delivery becomes an event, rejected ones too, so `events list` explains each answer.
 
-mod writer;
-
-pub use writer::IngestWriter;
-
 use crate::crypto;
 use crate::error::Error;
 use crate::store::{NewEvent, NewExecution};
@@ -50,7 +46,10 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
         }
         Err(e) => return Err(e),
     };
-    let ingested = state.ingest.submit(event).await?;
+    let ingested = state.store.ingest(event).await?;
+    if !ingested.executions.is_empty() {
+        state.wake.notify_one();
+    }
     state.metrics.delivery(ingested.outcome);
     Ok(Accepted {
         event_id,
@@ -81,7 +80,7 @@ async fn record_rejection(
         dedupe: None,
         executions: vec![],
     };
-    if let Err(err) = state.ingest.submit(event).await {
+    if let Err(err) = state.store.ingest(event).await {
         tracing::warn!(error = %err, "could not record a rejected delivery");
     }
 }

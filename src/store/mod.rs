@@ -152,7 +152,6 @@ pub struct ExecutionFilter {
 #[derive(Debug, Clone)]
 pub struct RunState {
     pub execution: ExecutionRecord,
-    pub document: String,
     pub input: Bytes,
     pub steps: Vec<StepRecord>,
 }
@@ -193,8 +192,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_versions(&self, id: &str) -> Result<Vec<VersionSummary>>;
     async fn delete_workflow(&self, id: &str) -> Result<()>;
 
-    // ingress: one transaction for the whole batch
-    async fn ingest(&self, batch: &[NewEvent]) -> Result<Vec<Ingested>>;
+    /// Writes a delivery, deciding duplicates against what is already stored, with its
+    /// executions and their jobs, in one transaction.
+    async fn ingest(&self, event: NewEvent) -> Result<Ingested>;
     async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
 
     // executions
@@ -205,13 +205,19 @@ pub trait Store: Send + Sync + 'static {
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()>;
 
     // the queue and the engine
-    /// Leases the next due job: its execution id and how often it has been claimed.
-    async fn claim_job(&self, node: &str, now: i64, lease_ms: i64)
-        -> Result<Option<(String, i64)>>;
-    async fn extend_lease(&self, execution_id: &str, node: &str, until: i64) -> Result<()>;
+    /// Leases up to `limit` due jobs and marks their executions running: each job's execution
+    /// id and how often it has been claimed.
+    async fn claim_jobs(
+        &self,
+        node: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>>;
+    /// Keeps every lease this node holds.
+    async fn extend_leases(&self, node: &str, until: i64) -> Result<()>;
     async fn release_leases(&self, node: &str) -> Result<u64>;
     async fn load_run(&self, execution_id: &str) -> Result<RunState>;
-    async fn mark_running(&self, execution_id: &str, now: i64) -> Result<()>;
     async fn save_step(&self, execution_id: &str, step: &StepRecord) -> Result<()>;
     /// Ends the execution and removes its job, in one transaction.
     async fn finish_execution(

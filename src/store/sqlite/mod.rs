@@ -1,0 +1,610 @@
+mod writer;
+
+use super::*;
+use futures_util::FutureExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use writer::Writer;
+
+/// Readers share a pool; every write goes through the group-commit `Writer`, which owns the
+/// one write connection (SQLite admits one writer at a time anyway).
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Writer,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged delivery survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            writer: Writer::start(write),
+        })
+    }
+}
+
+fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
+    KeyRecord {
+        name: r.get("name"),
+        digest: r.get("digest"),
+        value_enc: r.get("value_enc"),
+        created_at: r.get("created_at"),
+        last_used_at: r.get("last_used_at"),
+    }
+}
+
+fn workflow_from_row(r: &sqlx::sqlite::SqliteRow) -> WorkflowRecord {
+    WorkflowRecord {
+        id: r.get("id"),
+        version: r.get("version"),
+        document: r.get("document"),
+        source: r.get("source"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+fn execution_from_row(r: &sqlx::sqlite::SqliteRow) -> ExecutionRecord {
+    ExecutionRecord {
+        id: r.get("id"),
+        workflow_id: r.get("workflow_id"),
+        version: r.get("version"),
+        status: r.get("status"),
+        trigger_type: r.get("trigger_type"),
+        event_id: r.get("event_id"),
+        alert_index: r.get("alert_index"),
+        error: r.get("error"),
+        created_at: r.get("created_at"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+    }
+}
+
+fn step_from_row(r: &sqlx::sqlite::SqliteRow) -> StepRecord {
+    StepRecord {
+        step_id: r.get("step_id"),
+        position: r.get("position"),
+        status: r.get("status"),
+        attempts: r.get("attempts"),
+        input: r.get("input"),
+        output: r.get("output"),
+        error: r.get("error"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type, event_id, alert_index, error, created_at, started_at, finished_at";
+const STEP_COLUMNS: &str =
+    "step_id, position, status, attempts, input, output, error, started_at, finished_at";
+const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn has_users(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn create_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        token_digest: &str,
+        now: i64,
+    ) -> Result<()> {
+        let (name, hash, digest) = (
+            name.to_string(),
+            password_hash.to_string(),
+            token_digest.to_string(),
+        );
+        self.writer
+            .write(move |c| {
+                async move {
+                    sqlx::query(
+                        "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(&name)
+                    .bind(&hash)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO tokens (digest, user_name, created_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(&digest)
+                    .bind(&name)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn token_user(&self, digest: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_name FROM tokens WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.writer
+            .write(move |c| {
+                async move {
+                    sqlx::query("INSERT INTO api_keys (name, digest, value_enc, created_at) VALUES (?, ?, ?, ?)")
+                        .bind(&key.name).bind(&key.digest).bind(&key.value_enc).bind(key.created_at)
+                        .execute(&mut *c).await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn get_key(&self, name: &str) -> Result<KeyRecord> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(key_from_row(&row))
+    }
+
+    async fn key_by_digest(&self, digest: &str) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(key_from_row))
+    }
+
+    async fn delete_key(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                async move {
+                    let done = sqlx::query("DELETE FROM api_keys WHERE name = ?")
+                        .bind(&name)
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn save_workflow(
+        &self,
+        id: &str,
+        document: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<SaveOutcome> {
+        let (id, document, source) = (id.to_string(), document.to_string(), source.to_string());
+        self.writer
+            .write(move |c| {
+                async move { save_workflow(c, &id, &document, &source, now).await }.boxed()
+            })
+            .await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>> {
+        let sql = format!("{WORKFLOW_SELECT} AND v.version = w.current_version ORDER BY w.id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(workflow_from_row).collect())
+    }
+
+    async fn get_workflow(&self, id: &str, version: Option<i64>) -> Result<WorkflowRecord> {
+        let row = match version {
+            None => {
+                let sql = format!("{WORKFLOW_SELECT} AND v.version = w.current_version WHERE w.id = ?");
+                sqlx::query(&sql).bind(id).fetch_one(&self.pool).await?
+            }
+            // Old versions stay readable after the workflow is deleted: executions need them.
+            Some(v) => sqlx::query(
+                "SELECT workflow_id AS id, version, document, source, created_at, created_at AS updated_at FROM workflow_versions WHERE workflow_id = ? AND version = ?",
+            )
+            .bind(id).bind(v).fetch_one(&self.pool).await?,
+        };
+        Ok(workflow_from_row(&row))
+    }
+
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionSummary>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT version, created_at FROM workflow_versions WHERE workflow_id = ? ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(version, created_at)| VersionSummary {
+                version,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn delete_workflow(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(move |c| {
+                async move {
+                    let done = sqlx::query("DELETE FROM workflows WHERE id = ?")
+                        .bind(&id)
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
+        self.writer
+            .write(move |c| async move { ingest(c, &event).await }.boxed())
+            .await
+    }
+
+    async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, workflow_id, received_at, outcome, status_code, reason, executions FROM events WHERE (?1 IS NULL OR workflow_id = ?1) ORDER BY received_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(workflow).bind(limit)
+        .fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRecord {
+                id: r.get("id"),
+                workflow_id: r.get("workflow_id"),
+                received_at: r.get("received_at"),
+                outcome: r.get("outcome"),
+                status_code: r.get("status_code"),
+                reason: r.get("reason"),
+                executions: serde_json::from_str(r.get::<&str, _>("executions"))
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRecord>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&f.workflow)
+            .bind(&f.status)
+            .bind(f.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(execution_from_row).collect())
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<(ExecutionRecord, Vec<StepRecord>)> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?");
+        let ex = sqlx::query(&sql).bind(id).fetch_one(&self.pool).await?;
+        let sql =
+            format!("SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY position");
+        let steps = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        Ok((
+            execution_from_row(&ex),
+            steps.iter().map(step_from_row).collect(),
+        ))
+    }
+
+    async fn execution_input(&self, id: &str) -> Result<Bytes> {
+        let body: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Bytes::from(body.unwrap_or_default()))
+    }
+
+    async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
+        let ex = execution.clone();
+        self.writer
+            .write(move |c| async move { insert_execution(c, &ex, None, now).await }.boxed())
+            .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        node: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>> {
+        let node = node.to_string();
+        self.writer
+            .write(move |c| {
+                async move {
+                    let claimed: Vec<(String, i64)> = sqlx::query_as(
+                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, claims = claims + 1 WHERE execution_id IN (
+                            SELECT execution_id FROM jobs WHERE run_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
+                            ORDER BY run_at LIMIT ?4) RETURNING execution_id, claims",
+                    )
+                    .bind(&node).bind(now + lease_ms).bind(now).bind(limit as i64)
+                    .fetch_all(&mut *c).await?;
+                    for (id, _) in &claimed {
+                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running')")
+                            .bind(now).bind(id).execute(&mut *c).await?;
+                    }
+                    Ok(claimed)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn extend_leases(&self, node: &str, until: i64) -> Result<()> {
+        let node = node.to_string();
+        self.writer
+            .write(move |c| {
+                async move {
+                    sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ?")
+                        .bind(until)
+                        .bind(&node)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn release_leases(&self, node: &str) -> Result<u64> {
+        let node = node.to_string();
+        self.writer
+            .write(move |c| {
+                async move {
+                    let done = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
+                        .bind(&node).execute(&mut *c).await?;
+                    Ok(done.rows_affected())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn load_run(&self, execution_id: &str) -> Result<RunState> {
+        let (execution, steps) = self.get_execution(execution_id).await?;
+        let input = self.execution_input(execution_id).await?;
+        Ok(RunState {
+            execution,
+            input,
+            steps,
+        })
+    }
+
+    async fn save_step(&self, execution_id: &str, s: &StepRecord) -> Result<()> {
+        let (id, s) = (execution_id.to_string(), s.clone());
+        self.writer
+            .write(move |c| {
+                async move {
+                    sqlx::query(
+                        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                           input = excluded.input, output = excluded.output, error = excluded.error,
+                           started_at = excluded.started_at, finished_at = excluded.finished_at",
+                    )
+                    .bind(&id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
+                    .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
+                    .execute(&mut *c).await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn finish_execution(
+        &self,
+        execution_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let (id, status, error) = (
+            execution_id.to_string(),
+            status.to_string(),
+            error.map(str::to_string),
+        );
+        self.writer
+            .write(move |c| {
+                async move {
+                    sqlx::query("UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
+                        .bind(&status).bind(&error).bind(now).bind(now).bind(&id)
+                        .execute(&mut *c).await?;
+                    sqlx::query("DELETE FROM jobs WHERE execution_id = ?").bind(&id).execute(&mut *c).await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+async fn save_workflow(
+    c: &mut SqliteConnection,
+    id: &str,
+    document: &str,
+    source: &str,
+    now: i64,
+) -> Result<SaveOutcome> {
+    let current: Option<(i64, String)> = sqlx::query_as(
+        "SELECT v.version, v.document FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version WHERE w.id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let outcome = match current {
+        Some((version, doc)) if doc == document => SaveOutcome {
+            version,
+            created: false,
+            unchanged: true,
+        },
+        Some((version, _)) => {
+            sqlx::query("UPDATE workflows SET current_version = ?, updated_at = ? WHERE id = ?")
+                .bind(version + 1)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            SaveOutcome {
+                version: version + 1,
+                created: false,
+                unchanged: false,
+            }
+        }
+        None => {
+            // A deleted workflow keeps its old versions' numbers going, so that
+            // executions of the old ones still point at the right document.
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(version) FROM workflow_versions WHERE workflow_id = ?",
+            )
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await?;
+            let version = last.unwrap_or(0) + 1;
+            sqlx::query("INSERT INTO workflows (id, current_version, created_at, updated_at) VALUES (?, ?, ?, ?)")
+                .bind(id).bind(version).bind(now).bind(now)
+                .execute(&mut *c).await?;
+            SaveOutcome {
+                version,
+                created: true,
+                unchanged: false,
+            }
+        }
+    };
+    if !outcome.unchanged {
+        sqlx::query("INSERT INTO workflow_versions (workflow_id, version, document, source, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id).bind(outcome.version).bind(document).bind(source).bind(now)
+            .execute(&mut *c).await?;
+    }
+    Ok(outcome)
+}
+
+async fn ingest(c: &mut SqliteConnection, ev: &NewEvent) -> Result<Ingested> {
+    let mut outcome = ev.outcome;
+    let mut status = ev.status_code;
+    let mut reason = ev.reason.clone();
+    if let Some((key, window_ms)) = &ev.dedupe {
+        let original: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE workflow_id = ? AND dedupe_key = ? AND received_at >= ? AND outcome IN ('started', 'filtered') LIMIT 1",
+        )
+        .bind(&ev.workflow_id).bind(key).bind(ev.received_at - window_ms)
+        .fetch_optional(&mut *c).await?;
+        if let Some(original) = original {
+            outcome = "duplicate";
+            status = 202;
+            reason = Some(format!("same notification as event {original}"));
+        }
+    }
+    let executions: Vec<String> = if outcome == "started" {
+        ev.executions.iter().map(|e| e.id.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    sqlx::query(
+        "INSERT INTO events (id, workflow_id, received_at, outcome, status_code, reason, key_name, dedupe_key, executions, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&ev.id).bind(&ev.workflow_id).bind(ev.received_at).bind(outcome).bind(status as i64)
+    .bind(&reason).bind(&ev.key_name).bind(ev.dedupe.as_ref().map(|d| &d.0))
+    .bind(serde_json::to_string(&executions).unwrap_or_default())
+    .bind(ev.body.as_deref())
+    .execute(&mut *c).await?;
+    if outcome == "started" {
+        for ex in &ev.executions {
+            insert_execution(c, ex, Some(&ev.id), ev.received_at).await?;
+        }
+    }
+    if let Some(key) = &ev.key_name {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE name = ?")
+            .bind(ev.received_at)
+            .bind(key)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(Ingested {
+        outcome,
+        executions,
+    })
+}
+
+async fn insert_execution(
+    c: &mut SqliteConnection,
+    ex: &NewExecution,
+    event_id: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, created_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+    )
+    .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
+    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref()).bind(now)
+    .execute(&mut *c).await?;
+    sqlx::query("INSERT INTO jobs (execution_id, run_at) VALUES (?, ?)")
+        .bind(&ex.id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
