@@ -189,11 +189,11 @@ run_alertflow() {
     stats=$(proc_stats "$SERVER_PID")
     failed=$(curl -sf "${auth[@]}" "$base/api/v1/executions?status=failed&limit=1000" | jq length || echo null)
     extra=$(jq -nc --argjson failed "$failed" \
-        --argjson bsum "$(awk '/^alertflow_ingest_batch_size_sum/ {print $2}' <<<"$metrics")" \
-        --argjson bcount "$(awk '/^alertflow_ingest_batch_size_count/ {print $2}' <<<"$metrics")" \
+        --argjson bsum "$(awk '/^alertflow_store_commit_batch_size_sum/ {print $2}' <<<"$metrics")" \
+        --argjson bcount "$(awk '/^alertflow_store_commit_batch_size_count/ {print $2}' <<<"$metrics")" \
         --argjson disk "$(du -sk "$data" | cut -f1)" \
-        '{failed_executions: $failed, ingest_batches: $bcount,
-          mean_ingest_batch: (if $bcount > 0 then ($bsum / $bcount * 10 | round / 10) else null end),
+        '{failed_executions: $failed, commit_batches: $bcount,
+          mean_commit_batch: (if $bcount > 0 then ($bsum / $bcount * 10 | round / 10) else null end),
           data_dir_kib: $disk}')
     stop_server
     jq -c --argjson s "$stats" --argjson e "$extra" --arg run "$run" --arg name "$name" \

@@ -64,12 +64,12 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&config.database_url).await?);
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.database_url, &metrics).await?);
     let master = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
 
     let bound: SocketAddr = listener.local_addr()?;
-    let metrics = Arc::new(Metrics::new());
     let wake = Arc::new(Notify::new());
     let registry = Registry::builtin();
     let state = AppState {
@@ -123,9 +123,9 @@ pub async fn run_until(
     Ok(())
 }
 
-async fn open_store(url: &str) -> anyhow::Result<SqliteStore> {
+async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<SqliteStore> {
     if url.starts_with("sqlite:") {
-        return Ok(SqliteStore::open(url).await?);
+        return Ok(SqliteStore::open(url, metrics.commit_batch.clone()).await?);
     }
     anyhow::bail!("unsupported --database-url {url:?}: this build supports sqlite://PATH")
 }

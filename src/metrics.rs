@@ -27,6 +27,8 @@ pub struct Metrics {
     pub deliveries: Family<OutcomeLabels, Counter>,
     pub executions: Family<StatusLabels, Counter>,
     pub step_duration: Family<StepLabels, Histogram>,
+    /// Write operations (deliveries, step results, claims) per database commit.
+    pub commit_batch: Histogram,
 }
 
 impl Metrics {
@@ -52,11 +54,18 @@ impl Metrics {
             "Time a step took, all attempts",
             step_duration.clone(),
         );
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "store_commit_batch_size",
+            "Write operations (deliveries, step results, claims) per database commit",
+            commit_batch.clone(),
+        );
         Metrics {
             registry,
             deliveries,
             executions,
             step_duration,
+            commit_batch,
         }
     }
 

@@ -6,6 +6,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
+use prometheus_client::metrics::histogram::Histogram;
 use writer::Writer;
 
 /// Readers share a pool; every write goes through the group-commit `Writer`, which owns the
@@ -16,7 +17,9 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> Result<SqliteStore> {
+    /// Opens (creating if needed) and migrates the database; `commit_batch` observes how many
+    /// writes share each commit.
+    pub async fn open(url: &str, commit_batch: Histogram) -> Result<SqliteStore> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -38,7 +41,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pool,
-            writer: Writer::start(write),
+            writer: Writer::start(write, commit_batch),
         })
     }
 }

@@ -1,9 +1,10 @@
 use super::*;
+use prometheus_client::metrics::histogram::Histogram;
 
 async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (SqliteStore::open(&url).await.unwrap(), dir)
+    (SqliteStore::open(&url, Histogram::new([1.0].into_iter())).await.unwrap(), dir)
 }
 
 fn key(name: &str, digest: &str) -> KeyRecord {

@@ -6,6 +6,7 @@
 
 use crate::store::{Result, StoreError};
 use futures_util::future::BoxFuture;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::{SqliteConnection, SqlitePool};
 use std::any::Any;
 use tokio::sync::{mpsc, oneshot};
@@ -29,9 +30,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(pool: SqlitePool) -> Writer {
+    pub fn start(pool: SqlitePool, batch_sizes: Histogram) -> Writer {
         let (ops, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(pool, rx));
+        tokio::spawn(write_loop(pool, rx, batch_sizes));
         Writer { ops }
     }
 
@@ -58,9 +59,10 @@ impl Writer {
     }
 }
 
-async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>) {
+async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: Histogram) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        batch_sizes.observe(batch.len() as f64);
         let mut conn = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
