@@ -37,9 +37,31 @@ fn compile(program: &str) -> Result<Filter, String> {
         })
 }
 
+thread_local! {
+    /// Compiled programs, per thread (jaq's values are not `Send`). Compiling a program costs
+    /// far more than running it on one alert, and a workflow runs the same program each time.
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Filter>>> =
+        Default::default();
+}
+
+fn compiled(program: &str) -> Result<std::rc::Rc<Filter>, String> {
+    COMPILED.with(|cache| {
+        if let Some(f) = cache.borrow().get(program) {
+            return Ok(f.clone());
+        }
+        let f = std::rc::Rc::new(compile(program)?);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(program.to_string(), f.clone());
+        Ok(f)
+    })
+}
+
 /// One output stays a value; several become a list; none is null.
 fn run_jq(program: &str, input: Value) -> Result<Value, String> {
-    let filter = compile(program)?;
+    let filter = compiled(program)?;
     let inputs = RcIter::new(core::iter::empty());
     let mut out = Vec::new();
     for v in filter.run((Ctx::new([], &inputs), Val::from(input))) {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub async fn execute(engine: &Engine, id: &str, claims: i64) -> Result<(), StoreError> {
-    let run = engine.store.load_run(id).await?;
+    let run = engine.store.load_run(id, claims == 1).await?;
     let status =
         ExecutionStatus::from_str(&run.execution.status).unwrap_or(ExecutionStatus::Pending);
     if status.is_final() {

@@ -76,6 +76,7 @@ async fn record_rejection(
         reason: Some(e.to_string()),
         // An unauthenticated sender does not get to fill our disk.
         key_name: key_name.clone(),
+        touch_key: false,
         body: key_name.and(delivery.body.clone()),
         dedupe: None,
         executions: vec![],
@@ -224,6 +225,7 @@ async fn decide(
         outcome,
         status_code: 202,
         reason,
+        touch_key: key.last_used_at.is_none_or(|t| received_at - t > 60_000),
         key_name: Some(key.name),
         body: Some(body),
         dedupe,

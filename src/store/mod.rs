@@ -78,6 +78,8 @@ pub struct NewEvent {
     pub status_code: u16,
     pub reason: Option<String>,
     pub key_name: Option<String>,
+    /// Update the key's `last_used_at` (at most about once a minute, to spare a write).
+    pub touch_key: bool,
     pub body: Option<Bytes>,
     /// Duplicate detection: the delivery's identity and how far back to look.
     pub dedupe: Option<(String, i64)>,
@@ -217,7 +219,8 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps every lease this node holds.
     async fn extend_leases(&self, node: &str, until: i64) -> Result<()>;
     async fn release_leases(&self, node: &str) -> Result<u64>;
-    async fn load_run(&self, execution_id: &str) -> Result<RunState>;
+    /// The execution, its input and, unless `fresh` (first claim: nothing ran yet), its steps.
+    async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState>;
     async fn save_step(&self, execution_id: &str, step: &StepRecord) -> Result<()>;
     /// Ends the execution and removes its job, in one transaction.
     async fn finish_execution(

@@ -2,11 +2,11 @@ mod writer;
 
 use super::*;
 use futures_util::FutureExt;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
-use prometheus_client::metrics::histogram::Histogram;
 use writer::Writer;
 
 /// Readers share a pool; every write goes through the group-commit `Writer`, which owns the
@@ -129,8 +129,9 @@ impl Store for SqliteStore {
             token_digest.to_string(),
         );
         self.writer
-            .write(move |c| {
+            .write((name, hash, digest), move |c, args| {
                 async move {
+                    let (name, hash, digest) = &*args;
                     sqlx::query(
                         "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
                     )
@@ -166,8 +167,9 @@ impl Store for SqliteStore {
     async fn create_key(&self, key: &KeyRecord) -> Result<()> {
         let key = key.clone();
         self.writer
-            .write(move |c| {
+            .write(key, move |c, args| {
                 async move {
+                    let key = &*args;
                     sqlx::query("INSERT INTO api_keys (name, digest, value_enc, created_at) VALUES (?, ?, ?, ?)")
                         .bind(&key.name).bind(&key.digest).bind(&key.value_enc).bind(key.created_at)
                         .execute(&mut *c).await?;
@@ -204,8 +206,9 @@ impl Store for SqliteStore {
     async fn delete_key(&self, name: &str) -> Result<()> {
         let name = name.to_string();
         self.writer
-            .write(move |c| {
+            .write(name, move |c, args| {
                 async move {
+                    let name = &*args;
                     let done = sqlx::query("DELETE FROM api_keys WHERE name = ?")
                         .bind(&name)
                         .execute(&mut *c)
@@ -229,8 +232,12 @@ impl Store for SqliteStore {
     ) -> Result<SaveOutcome> {
         let (id, document, source) = (id.to_string(), document.to_string(), source.to_string());
         self.writer
-            .write(move |c| {
-                async move { save_workflow(c, &id, &document, &source, now).await }.boxed()
+            .write((id, document, source), move |c, args| {
+                async move {
+                    let (id, document, source) = &*args;
+                    save_workflow(c, &id, &document, &source, now).await
+                }
+                .boxed()
             })
             .await
     }
@@ -278,8 +285,9 @@ impl Store for SqliteStore {
     async fn delete_workflow(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.writer
-            .write(move |c| {
+            .write(id, move |c, args| {
                 async move {
+                    let id = &*args;
                     let done = sqlx::query("DELETE FROM workflows WHERE id = ?")
                         .bind(&id)
                         .execute(&mut *c)
@@ -296,7 +304,13 @@ impl Store for SqliteStore {
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         self.writer
-            .write(move |c| async move { ingest(c, &event).await }.boxed())
+            .write(event, move |c, args| {
+                async move {
+                    let event = &*args;
+                    ingest(c, &event).await
+                }
+                .boxed()
+            })
             .await
     }
 
@@ -359,7 +373,13 @@ impl Store for SqliteStore {
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
         let ex = execution.clone();
         self.writer
-            .write(move |c| async move { insert_execution(c, &ex, None, now).await }.boxed())
+            .write(ex, move |c, args| {
+                async move {
+                    let ex = &*args;
+                    insert_execution(c, &ex, None, now).await
+                }
+                .boxed()
+            })
             .await
     }
 
@@ -372,8 +392,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, i64)>> {
         let node = node.to_string();
         self.writer
-            .write(move |c| {
+            .write(node, move |c, args| {
                 async move {
+                    let node = &*args;
                     let claimed: Vec<(String, i64)> = sqlx::query_as(
                         "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, claims = claims + 1 WHERE execution_id IN (
                             SELECT execution_id FROM jobs WHERE run_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
@@ -395,8 +416,9 @@ impl Store for SqliteStore {
     async fn extend_leases(&self, node: &str, until: i64) -> Result<()> {
         let node = node.to_string();
         self.writer
-            .write(move |c| {
+            .write(node, move |c, args| {
                 async move {
+                    let node = &*args;
                     sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ?")
                         .bind(until)
                         .bind(&node)
@@ -412,8 +434,9 @@ impl Store for SqliteStore {
     async fn release_leases(&self, node: &str) -> Result<u64> {
         let node = node.to_string();
         self.writer
-            .write(move |c| {
+            .write(node, move |c, args| {
                 async move {
+                    let node = &*args;
                     let done = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
                         .bind(&node).execute(&mut *c).await?;
                     Ok(done.rows_affected())
@@ -423,12 +446,31 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn load_run(&self, execution_id: &str) -> Result<RunState> {
-        let (execution, steps) = self.get_execution(execution_id).await?;
-        let input = self.execution_input(execution_id).await?;
+    async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
+        let row = sqlx::query(
+            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
+                    x.created_at, x.started_at, x.finished_at, COALESCE(x.input, e.body) AS body
+             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
+        )
+        .bind(execution_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let input: Option<Vec<u8>> = row.get("body");
+        let steps = if fresh {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY position"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(execution_id)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(step_from_row).collect()
+        };
         Ok(RunState {
-            execution,
-            input,
+            execution: execution_from_row(&row),
+            input: Bytes::from(input.unwrap_or_default()),
             steps,
         })
     }
@@ -436,8 +478,9 @@ impl Store for SqliteStore {
     async fn save_step(&self, execution_id: &str, s: &StepRecord) -> Result<()> {
         let (id, s) = (execution_id.to_string(), s.clone());
         self.writer
-            .write(move |c| {
+            .write((id, s), move |c, args| {
                 async move {
+                    let (id, s) = &*args;
                     sqlx::query(
                         "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at)
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -468,8 +511,9 @@ impl Store for SqliteStore {
             error.map(str::to_string),
         );
         self.writer
-            .write(move |c| {
+            .write((id, status, error), move |c, args| {
                 async move {
+                    let (id, status, error) = &*args;
                     sqlx::query("UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
                         .bind(&status).bind(&error).bind(now).bind(now).bind(&id)
                         .execute(&mut *c).await?;
@@ -576,7 +620,7 @@ async fn ingest(c: &mut SqliteConnection, ev: &NewEvent) -> Result<Ingested> {
             insert_execution(c, ex, Some(&ev.id), ev.received_at).await?;
         }
     }
-    if let Some(key) = &ev.key_name {
+    if let Some(key) = ev.key_name.as_ref().filter(|_| ev.touch_key) {
         sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE name = ?")
             .bind(ev.received_at)
             .bind(key)

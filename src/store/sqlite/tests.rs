@@ -4,7 +4,12 @@ use prometheus_client::metrics::histogram::Histogram;
 async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (SqliteStore::open(&url, Histogram::new([1.0].into_iter())).await.unwrap(), dir)
+    (
+        SqliteStore::open(&url, Histogram::new([1.0].into_iter()))
+            .await
+            .unwrap(),
+        dir,
+    )
 }
 
 fn key(name: &str, digest: &str) -> KeyRecord {
@@ -26,6 +31,7 @@ fn event(id: &str, dedupe: &str) -> NewEvent {
         status_code: 202,
         reason: None,
         key_name: None,
+        touch_key: false,
         body: Some(Bytes::from_static(b"{}")),
         dedupe: Some((dedupe.into(), 60_000)),
         executions: vec![],

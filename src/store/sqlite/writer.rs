@@ -1,14 +1,18 @@
 //! Group commit for SQLite: every write is an operation sent to one task that owns the write
-//! connection. The task runs the operations that are waiting in one transaction, each inside
-//! its own savepoint (so one failing operation does not undo the others), commits once, and
-//! only then answers each caller. Concurrent webhook deliveries and step results thus share a
-//! single fsync instead of paying one each, and no writer ever waits on SQLITE_BUSY.
+//! connection. The task runs the operations that are waiting in one transaction, commits once,
+//! and only then answers each caller. Concurrent webhook deliveries and step results thus share
+//! a single fsync instead of paying one each, and no writer ever waits on SQLITE_BUSY.
+//!
+//! When an operation fails (a duplicate key name, say), the batch is rolled back and run again
+//! with each operation in its own savepoint, so that the failure undoes only its own writes.
+//! Operations are therefore re-runnable: they get their arguments behind an `Arc`.
 
 use crate::store::{Result, StoreError};
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::{SqliteConnection, SqlitePool};
 use std::any::Any;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Enough to amortise a commit; small enough that one batch does not hold readers' snapshots
@@ -17,7 +21,7 @@ const MAX_BATCH: usize = 512;
 
 type Output = Box<dyn Any + Send>;
 type Run =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Output>> + Send>;
+    Box<dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Output>> + Send + Sync>;
 
 struct Op {
     run: Run,
@@ -36,15 +40,21 @@ impl Writer {
         Writer { ops }
     }
 
-    /// Runs `f` in the next batch; returns its result once the batch is committed.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f(conn, args)` in the next batch; returns its result once the batch is committed.
+    pub async fn write<A, T, F>(&self, args: A, f: F) -> Result<T>
     where
+        A: Send + Sync + 'static,
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> Fn(&'c mut SqliteConnection, Arc<A>) -> BoxFuture<'c, Result<T>>
+            + Send
+            + Sync
+            + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let args = Arc::new(args);
         let run: Run = Box::new(move |conn| {
-            Box::pin(async move { f(conn).await.map(|v| Box::new(v) as Output) })
+            let fut = f(conn, args.clone());
+            Box::pin(async move { fut.await.map(|v| Box::new(v) as Output) })
         });
         self.ops
             .send(Op { run, reply })
@@ -74,14 +84,30 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
             fail_all(&mut batch, &StoreError::from(e));
             continue;
         }
+        // Fast path: everything in one go. A failure sends the batch down the careful path.
         let mut results = Vec::with_capacity(batch.len());
-        for op in batch.drain(..) {
-            let result = run_in_savepoint(&mut conn, op.run).await;
-            results.push((op.reply, result));
+        for op in &batch {
+            results.push((op.run)(&mut conn).await);
         }
+        if results.iter().any(|r| r.is_err()) {
+            results.clear();
+            let again = async {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                Ok::<_, sqlx::Error>(())
+            };
+            if let Err(e) = again.await {
+                fail_all(&mut batch, &StoreError::from(e));
+                continue;
+            }
+            for op in &batch {
+                results.push(run_in_savepoint(&mut conn, &op.run).await);
+            }
+        }
+        let replies = batch.drain(..).map(|op| op.reply);
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => {
-                for (reply, result) in results {
+                for (reply, result) in replies.zip(results) {
                     let _ = reply.send(result);
                 }
             }
@@ -89,7 +115,7 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 let err = StoreError::from(e);
                 tracing::error!(error = %err, "commit failed");
-                for (reply, _) in results {
+                for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
                 }
             }
@@ -97,7 +123,7 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
     }
 }
 
-async fn run_in_savepoint(conn: &mut SqliteConnection, run: Run) -> Result<Output> {
+async fn run_in_savepoint(conn: &mut SqliteConnection, run: &Run) -> Result<Output> {
     sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
     let result = run(&mut *conn).await;
     if result.is_err() {
