@@ -1,7 +1,7 @@
 //! What each command does.
 
 use super::client::{enc, Client};
-use super::output::{duration, indent, pretty, s, table};
+use super::output::{duration, indent, pretty, print_json, print_list, s};
 use super::*;
 use crate::actions::Registry;
 use crate::config::Config;
@@ -63,10 +63,6 @@ fn read_source(file: &str) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))
 }
 
-fn print_json(v: &Value) {
-    println!("{}", pretty(v));
-}
-
 async fn keys(c: &Client, cmd: KeysCmd, format: Format) -> Result<()> {
     match cmd {
         KeysCmd::Create { name } => {
@@ -80,16 +76,12 @@ async fn keys(c: &Client, cmd: KeysCmd, format: Format) -> Result<()> {
         }
         KeysCmd::List => {
             let keys = c.get("/keys").await?;
-            if format == Format::Json {
-                return Ok(print_json(&keys));
-            }
-            let rows = keys
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|k| vec![s(&k["name"]), s(&k["created_at"]), s(&k["last_used_at"])])
-                .collect();
-            table(&["NAME", "CREATED", "LAST USED"], rows);
+            print_list(
+                &keys,
+                format == Format::Json,
+                &["NAME", "CREATED", "LAST USED"],
+                |k| vec![s(&k["name"]), s(&k["created_at"]), s(&k["last_used_at"])],
+            );
         }
         KeysCmd::Reveal { name } => {
             let key = c.get(&format!("/keys/{}/value", enc(&name))).await?;
@@ -159,35 +151,25 @@ async fn workflows(c: &Client, cmd: WorkflowsCmd, format: Option<Format>) -> Res
         }
         WorkflowsCmd::List => {
             let all = c.get("/workflows").await?;
-            if json {
-                return Ok(print_json(&all));
-            }
-            let rows = all
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|w| {
-                    vec![
-                        s(&w["id"]),
-                        s(&w["version"]),
-                        s(&w["trigger"]),
-                        s(&w["steps"]),
-                        s(&w["updated_at"]),
-                        s(&w["webhook_url"]),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "ID",
-                    "VERSION",
-                    "TRIGGER",
-                    "STEPS",
-                    "UPDATED",
-                    "WEBHOOK URL",
-                ],
-                rows,
-            );
+            let headers = [
+                "ID",
+                "VERSION",
+                "TRIGGER",
+                "STEPS",
+                "UPDATED",
+                "WEBHOOK URL",
+            ];
+            print_list(&all, json, &headers, |w| {
+                let cols = [
+                    "id",
+                    "version",
+                    "trigger",
+                    "steps",
+                    "updated_at",
+                    "webhook_url",
+                ];
+                cols.iter().map(|c| s(&w[*c])).collect()
+            });
         }
         WorkflowsCmd::Get { id, version } => {
             let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
@@ -203,16 +185,9 @@ async fn workflows(c: &Client, cmd: WorkflowsCmd, format: Option<Format>) -> Res
         }
         WorkflowsCmd::Versions { id } => {
             let v = c.get(&format!("/workflows/{}/versions", enc(&id))).await?;
-            if json {
-                return Ok(print_json(&v));
-            }
-            let rows = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|v| vec![s(&v["version"]), s(&v["created_at"])])
-                .collect();
-            table(&["VERSION", "CREATED"], rows);
+            print_list(&v, json, &["VERSION", "CREATED"], |v| {
+                vec![s(&v["version"]), s(&v["created_at"])]
+            });
         }
         WorkflowsCmd::Delete { id } => {
             c.json(Method::DELETE, &format!("/workflows/{}", enc(&id)), None)
@@ -320,31 +295,20 @@ async fn executions(c: &Client, cmd: ExecutionsCmd, format: Format) -> Result<()
                 q.push_str(&format!("&status={}", enc(&st)));
             }
             let all = c.get(&format!("/executions{q}")).await?;
-            if format == Format::Json {
-                return Ok(print_json(&all));
-            }
-            let rows = all
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    vec![
-                        s(&e["id"]),
-                        s(&e["workflow"]),
-                        s(&e["version"]),
-                        s(&e["status"]),
-                        s(&e["trigger"]["type"]),
-                        s(&e["created_at"]),
-                        duration(&e["started_at"], &e["finished_at"]),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "ID", "WORKFLOW", "VERSION", "STATUS", "TRIGGER", "CREATED", "DURATION",
-                ],
-                rows,
-            );
+            let headers = [
+                "ID", "WORKFLOW", "VERSION", "STATUS", "TRIGGER", "CREATED", "DURATION",
+            ];
+            print_list(&all, format == Format::Json, &headers, |e| {
+                vec![
+                    s(&e["id"]),
+                    s(&e["workflow"]),
+                    s(&e["version"]),
+                    s(&e["status"]),
+                    s(&e["trigger"]["type"]),
+                    s(&e["created_at"]),
+                    duration(&e["started_at"], &e["finished_at"]),
+                ]
+            });
         }
         ExecutionsCmd::Get { id } => {
             let ex = c.get(&format!("/executions/{}", enc(&id))).await?;
@@ -424,47 +388,36 @@ async fn events(c: &Client, workflow: Option<String>, limit: u32, format: Format
         q.push_str(&format!("&workflow={}", enc(&w)));
     }
     let all = c.get(&format!("/events{q}")).await?;
-    if format == Format::Json {
-        return Ok(print_json(&all));
-    }
-    let rows = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            let execs: Vec<String> = e["executions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(s)
-                .collect();
-            vec![
-                s(&e["id"]),
-                s(&e["workflow"]),
-                s(&e["outcome"]),
-                s(&e["status_code"]),
-                s(&e["received_at"]),
-                if execs.is_empty() {
-                    "-".into()
-                } else {
-                    execs.join(",")
-                },
-                s(&e["reason"]),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID",
-            "WORKFLOW",
-            "OUTCOME",
-            "STATUS",
-            "RECEIVED",
-            "EXECUTIONS",
-            "REASON",
-        ],
-        rows,
-    );
+    let headers = [
+        "ID",
+        "WORKFLOW",
+        "OUTCOME",
+        "STATUS",
+        "RECEIVED",
+        "EXECUTIONS",
+        "REASON",
+    ];
+    print_list(&all, format == Format::Json, &headers, |e| {
+        let execs: Vec<String> = e["executions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        vec![
+            s(&e["id"]),
+            s(&e["workflow"]),
+            s(&e["outcome"]),
+            s(&e["status_code"]),
+            s(&e["received_at"]),
+            if execs.is_empty() {
+                "-".into()
+            } else {
+                execs.join(",")
+            },
+            s(&e["reason"]),
+        ]
+    });
     Ok(())
 }
 

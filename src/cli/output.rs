@@ -66,3 +66,18 @@ pub fn indent(text: &str, by: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+pub fn print_json(v: &Value) {
+    println!("{}", pretty(v));
+}
+
+/// A list from the API: its JSON as is, or a table with one row per item.
+pub fn print_list(all: &Value, json: bool, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    if json {
+        return print_json(all);
+    }
+    table(
+        headers,
+        all.as_array().into_iter().flatten().map(row).collect(),
+    );
+}

@@ -17,6 +17,22 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs a `DELETE ... WHERE x = ?`; no row deleted is `NotFound`.
+    async fn delete_one(&self, sql: &'static str, key: &str) -> Result<()> {
+        self.writer
+            .write(key.to_string(), move |c, key| {
+                async move {
+                    let done = sqlx::query(sql).bind(key.as_str()).execute(&mut *c).await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
     /// Opens (creating if needed) and migrates the database; `commit_batch` observes how many
     /// writes share each commit.
     pub async fn open(url: &str, commit_batch: Histogram) -> Result<SqliteStore> {
@@ -204,22 +220,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
-        let name = name.to_string();
-        self.writer
-            .write(name, move |c, args| {
-                async move {
-                    let name = &*args;
-                    let done = sqlx::query("DELETE FROM api_keys WHERE name = ?")
-                        .bind(&name)
-                        .execute(&mut *c)
-                        .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound);
-                    }
-                    Ok(())
-                }
-                .boxed()
-            })
+        self.delete_one("DELETE FROM api_keys WHERE name = ?", name)
             .await
     }
 
@@ -283,22 +284,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_workflow(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.writer
-            .write(id, move |c, args| {
-                async move {
-                    let id = &*args;
-                    let done = sqlx::query("DELETE FROM workflows WHERE id = ?")
-                        .bind(&id)
-                        .execute(&mut *c)
-                        .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound);
-                    }
-                    Ok(())
-                }
-                .boxed()
-            })
+        self.delete_one("DELETE FROM workflows WHERE id = ?", id)
             .await
     }
 
