@@ -104,6 +104,7 @@ pub async fn run_until(
             lease: config.job_lease,
             wake,
             workflows: Default::default(),
+            running: Default::default(),
         });
         workers = Some(engine.start(config.workers, stop_rx.clone()));
     }

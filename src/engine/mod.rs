@@ -10,10 +10,10 @@ use crate::actions::{Clients, Registry};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use alertflow_domain::workflow::Workflow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// A job claimed this often without finishing is given up (a step that crashes the process).
@@ -33,6 +33,8 @@ pub struct Engine {
     /// Signalled when executions are queued or a running one ends.
     pub wake: Arc<Notify>,
     pub workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
+    /// Executions running on this node, whose leases the heartbeat keeps.
+    pub running: Mutex<HashSet<String>>,
 }
 
 impl Engine {
@@ -45,6 +47,10 @@ impl Engine {
     ) -> JoinHandle<()> {
         tokio::spawn(heartbeat(self.clone(), shutdown.clone()));
         tokio::spawn(dispatch(self.clone(), concurrency, shutdown))
+    }
+
+    fn running_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A workflow version, parsed once.
@@ -92,31 +98,13 @@ async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::
         {
             Ok(jobs) if !jobs.is_empty() => {
                 for (id, claims) in jobs {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        break;
-                    };
-                    let e = engine.clone();
-                    tokio::spawn(async move {
-                        // A panic in an action ends this task; the job comes back with its lease.
-                        let inner = e.clone();
-                        let task_id = id.clone();
-                        let outcome =
-                            tokio::spawn(
-                                async move { run::execute(&inner, &task_id, claims).await },
-                            )
-                            .await;
-                        match outcome {
-                            Ok(Err(err)) => {
-                                tracing::warn!(execution = %id, error = %err, "execution paused; it resumes when its job comes back")
-                            }
-                            Err(panic) => {
-                                tracing::error!(execution = %id, error = %panic, "execution task panicked")
-                            }
-                            Ok(Ok(())) => {}
-                        }
-                        drop(slot);
-                        e.wake.notify_one();
-                    });
+                    // Only this task takes permits, and `free` were free: this does not wait.
+                    let slot = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore is never closed");
+                    tokio::spawn(run_claimed(engine.clone(), id, claims, slot));
                 }
             }
             Ok(_) => {
@@ -139,15 +127,43 @@ async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::
     let _ = slots.acquire_many(concurrency as u32).await;
 }
 
-/// Extends every lease this node holds, so only a node that stopped loses its jobs.
+/// Runs one claimed execution, then frees its slot and tells the dispatcher.
+async fn run_claimed(engine: Arc<Engine>, id: String, claims: i64, slot: OwnedSemaphorePermit) {
+    engine.running_set().insert(id.clone());
+    // In its own task, so that a panic in an action ends the run, not this bookkeeping.
+    let (e, task_id) = (engine.clone(), id.clone());
+    let outcome = tokio::spawn(async move { run::execute(&e, &task_id, claims).await }).await;
+    match outcome {
+        Ok(Ok(())) => {}
+        // No longer heartbeated, the job's lease runs out and the run is claimed again.
+        Ok(Err(err)) => {
+            tracing::warn!(execution = %id, error = %err, "execution paused until its lease runs out")
+        }
+        Err(panic) => tracing::error!(execution = %id, error = %panic, "execution task panicked"),
+    }
+    engine.running_set().remove(&id);
+    drop(slot);
+    engine.wake.notify_one();
+}
+
+/// Extends the leases of the executions running here, so only a stopped node, or a run that
+/// stopped on an error, gives its job back.
 async fn heartbeat(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(engine.lease / 3) => {}
             _ = shutdown.changed() => return,
         }
+        let running: Vec<String> = engine.running_set().iter().cloned().collect();
+        if running.is_empty() {
+            continue;
+        }
         let until = crate::now_ms() + engine.lease.as_millis() as i64;
-        if let Err(e) = engine.store.extend_leases(&engine.node_id, until).await {
+        if let Err(e) = engine
+            .store
+            .extend_leases(&engine.node_id, running, until)
+            .await
+        {
             tracing::warn!(error = %e, "cannot extend leases");
         }
     }

@@ -216,8 +216,9 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, i64)>>;
-    /// Keeps every lease this node holds.
-    async fn extend_leases(&self, node: &str, until: i64) -> Result<()>;
+    /// Keeps the leases this node holds on these executions' jobs.
+    async fn extend_leases(&self, node: &str, execution_ids: Vec<String>, until: i64)
+        -> Result<()>;
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// The execution, its input and, unless `fresh` (first claim: nothing ran yet), its steps.
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState>;

@@ -239,3 +239,28 @@ async fn run_wait_follows_the_run_and_fails_when_it_fails() {
     let text = String::from_utf8(boom.stdout).unwrap();
     assert!(text.contains("disk sda is full"), "{text}");
 }
+
+#[tokio::test]
+async fn a_long_step_keeps_its_lease_and_runs_once() {
+    // Leases of 300ms: the step takes several of them, and the heartbeat must keep the job.
+    let app = spawn_app_with(|c| c.job_lease = std::time::Duration::from_millis(300)).await;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let slow = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            "done"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    app.apply_ok(&format!("name: slow\ntrigger: {{type: manual}}\nsteps:\n  - {{id: wait, uses: http.request, with: {{url: '{url}'}}}}\n"))
+        .await;
+    let ex = run_manual(&app, "slow", json!({})).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(step(&ex, "wait")["attempts"], 1);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -399,17 +399,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn extend_leases(&self, node: &str, until: i64) -> Result<()> {
-        let node = node.to_string();
+    async fn extend_leases(
+        &self,
+        node: &str,
+        execution_ids: Vec<String>,
+        until: i64,
+    ) -> Result<()> {
+        let ids = serde_json::to_string(&execution_ids).unwrap_or_default();
         self.writer
-            .write(node, move |c, args| {
+            .write((node.to_string(), ids), move |c, args| {
                 async move {
-                    let node = &*args;
-                    sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ?")
-                        .bind(until)
-                        .bind(&node)
-                        .execute(&mut *c)
-                        .await?;
+                    let (node, ids) = &*args;
+                    sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND execution_id IN (SELECT value FROM json_each(?))")
+                        .bind(until).bind(node).bind(ids)
+                        .execute(&mut *c).await?;
                     Ok(())
                 }
                 .boxed()
