@@ -102,3 +102,20 @@ impl IntoResponse for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alertmanager retries 5xx only: a store fault must never look like the sender's fault.
+    #[test]
+    fn store_faults_are_retryable_and_sender_faults_are_not() {
+        let unavailable = Error::from(StoreError::Unavailable("disk I/O error".into()));
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let resp = unavailable.into_response();
+        assert_eq!(resp.headers()["retry-after"], "5");
+        for e in [Error::MissingKey, Error::WrongKey, Error::BodyTooLarge(1), Error::NotJson("x".into())] {
+            assert!(e.status().is_client_error(), "{e}");
+        }
+    }
+}
