@@ -114,7 +114,12 @@ mod tests {
         assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
         let resp = unavailable.into_response();
         assert_eq!(resp.headers()["retry-after"], "5");
-        for e in [Error::MissingKey, Error::WrongKey, Error::BodyTooLarge(1), Error::NotJson("x".into())] {
+        for e in [
+            Error::MissingKey,
+            Error::WrongKey,
+            Error::BodyTooLarge(1),
+            Error::NotJson("x".into()),
+        ] {
             assert!(e.status().is_client_error(), "{e}");
         }
     }

@@ -69,7 +69,10 @@ async fn keys(c: &Client, cmd: KeysCmd, format: Format) -> Result<()> {
             let body = serde_json::to_vec(&serde_json::json!({ "name": name }))?;
             let key = c.json(Method::POST, "/keys", Some(body)).await?;
             if format == Format::Json {
-                return Ok(print_json(&key));
+                return {
+                    print_json(&key);
+                    Ok(())
+                };
             }
             eprintln!("Created API key {name:?}. `alertflow keys reveal {name}` shows it again.");
             println!("{}", s(&key["value"]));
@@ -86,7 +89,10 @@ async fn keys(c: &Client, cmd: KeysCmd, format: Format) -> Result<()> {
         KeysCmd::Reveal { name } => {
             let key = c.get(&format!("/keys/{}/value", enc(&name))).await?;
             if format == Format::Json {
-                return Ok(print_json(&key));
+                return {
+                    print_json(&key);
+                    Ok(())
+                };
             }
             println!("{}", s(&key["value"]));
         }
@@ -128,7 +134,10 @@ async fn workflows(c: &Client, cmd: WorkflowsCmd, format: Option<Format>) -> Res
                 .json(Method::POST, "/workflows", Some(source.into_bytes()))
                 .await?;
             if json {
-                return Ok(print_json(&r));
+                return {
+                    print_json(&r);
+                    Ok(())
+                };
             }
             let what = if r["created"] == true {
                 "created"
@@ -219,7 +228,10 @@ async fn run(c: &Client, id: &str, input: Option<&str>, wait: bool, format: Form
         .collect();
     if !wait {
         if format == Format::Json {
-            return Ok(print_json(&r));
+            return {
+                print_json(&r);
+                Ok(())
+            };
         }
         for id in &ids {
             println!("{id}");
@@ -313,7 +325,10 @@ async fn executions(c: &Client, cmd: ExecutionsCmd, format: Format) -> Result<()
         ExecutionsCmd::Get { id } => {
             let ex = c.get(&format!("/executions/{}", enc(&id))).await?;
             if format == Format::Json {
-                return Ok(print_json(&ex));
+                return {
+                    print_json(&ex);
+                    Ok(())
+                };
             }
             let (_, raw) = c
                 .send(

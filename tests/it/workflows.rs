@@ -54,13 +54,10 @@ async fn each_change_is_a_version_and_get_prints_the_source() {
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["created"], true);
     assert_eq!(v1["webhook_url"], format!("{}/hooks/disk-full", app.base));
-    assert_eq!(
-        v1["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("no API key named \"ops\""),
-        true
-    );
+    assert!(v1["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("no API key named \"ops\""));
 
     // Applying the same document again (as a GitOps loop does) makes no new version.
     let again = app.apply_ok(DOC).await;

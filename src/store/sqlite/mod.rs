@@ -151,16 +151,16 @@ impl Store for SqliteStore {
                     sqlx::query(
                         "INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
                     )
-                    .bind(&name)
-                    .bind(&hash)
+                    .bind(name)
+                    .bind(hash)
                     .bind(now)
                     .execute(&mut *c)
                     .await?;
                     sqlx::query(
                         "INSERT INTO tokens (digest, user_name, created_at) VALUES (?, ?, ?)",
                     )
-                    .bind(&digest)
-                    .bind(&name)
+                    .bind(digest)
+                    .bind(name)
                     .bind(now)
                     .execute(&mut *c)
                     .await?;
@@ -236,7 +236,7 @@ impl Store for SqliteStore {
             .write((id, document, source), move |c, args| {
                 async move {
                     let (id, document, source) = &*args;
-                    save_workflow(c, &id, &document, &source, now).await
+                    save_workflow(c, id, document, source, now).await
                 }
                 .boxed()
             })
@@ -293,7 +293,7 @@ impl Store for SqliteStore {
             .write(event, move |c, args| {
                 async move {
                     let event = &*args;
-                    ingest(c, &event).await
+                    ingest(c, event).await
                 }
                 .boxed()
             })
@@ -362,7 +362,7 @@ impl Store for SqliteStore {
             .write(ex, move |c, args| {
                 async move {
                     let ex = &*args;
-                    insert_execution(c, &ex, None, now).await
+                    insert_execution(c, ex, None, now).await
                 }
                 .boxed()
             })
@@ -386,7 +386,7 @@ impl Store for SqliteStore {
                             SELECT execution_id FROM jobs WHERE run_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
                             ORDER BY run_at LIMIT ?4) RETURNING execution_id, claims",
                     )
-                    .bind(&node).bind(now + lease_ms).bind(now).bind(limit as i64)
+                    .bind(node).bind(now + lease_ms).bind(now).bind(limit as i64)
                     .fetch_all(&mut *c).await?;
                     for (id, _) in &claimed {
                         sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running')")
@@ -427,7 +427,7 @@ impl Store for SqliteStore {
                 async move {
                     let node = &*args;
                     let done = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
-                        .bind(&node).execute(&mut *c).await?;
+                        .bind(node).execute(&mut *c).await?;
                     Ok(done.rows_affected())
                 }
                 .boxed()
@@ -477,7 +477,7 @@ impl Store for SqliteStore {
                            input = excluded.input, output = excluded.output, error = excluded.error,
                            started_at = excluded.started_at, finished_at = excluded.finished_at",
                     )
-                    .bind(&id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
+                    .bind(id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
                     .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
                     .execute(&mut *c).await?;
                     Ok(())
@@ -504,9 +504,9 @@ impl Store for SqliteStore {
                 async move {
                     let (id, status, error) = &*args;
                     sqlx::query("UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
-                        .bind(&status).bind(&error).bind(now).bind(now).bind(&id)
+                        .bind(status).bind(error).bind(now).bind(now).bind(id)
                         .execute(&mut *c).await?;
-                    sqlx::query("DELETE FROM jobs WHERE execution_id = ?").bind(&id).execute(&mut *c).await?;
+                    sqlx::query("DELETE FROM jobs WHERE execution_id = ?").bind(id).execute(&mut *c).await?;
                     Ok(())
                 }
                 .boxed()

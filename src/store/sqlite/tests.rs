@@ -5,7 +5,7 @@ async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     (
-        SqliteStore::open(&url, Histogram::new([1.0].into_iter()))
+        SqliteStore::open(&url, Histogram::new([1.0]))
             .await
             .unwrap(),
         dir,
