@@ -123,3 +123,35 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alertflow.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/af\"\nlisten = \"0.0.0.0:9000\"\nworkers = 8\njob_lease = \"1m\"\n",
+        )
+        .unwrap();
+        let flags = ServeArgs {
+            workers: Some(2),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(flags, None, Some(&file)).unwrap();
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(cfg.workers, 2);
+        assert_eq!(cfg.job_lease, std::time::Duration::from_secs(60));
+        assert_eq!(cfg.database_url, "sqlite:///srv/af/alertflow.db");
+        assert_eq!(cfg.public_base(cfg.listen), "http://0.0.0.0:9000");
+
+        std::fs::write(&file, "listen_addr = \"x\"\n").unwrap();
+        let err = Config::resolve(ServeArgs::default(), None, Some(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+}
