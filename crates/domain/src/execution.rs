@@ -101,10 +101,9 @@ pub fn next(wf: &Workflow, statuses: &[StepStatus]) -> Next {
         }
         return Next::Run(i);
     }
-    if let Some(i) = statuses.iter().position(|s| !s.is_final()) {
-        // Something is still running or waiting (only possible when resuming a crashed run:
-        // the engine resets those to pending first), so nothing is ready.
-        let _ = i;
+    if statuses.iter().any(|s| !s.is_final()) {
+        // Nothing is ready yet something has not ended: only a cycle in `needs` does this, and
+        // validation rejects cycles. End the run rather than spin.
         return Next::Finish(ExecutionStatus::Failed);
     }
     Next::Finish(if failed {

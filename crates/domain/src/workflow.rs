@@ -334,7 +334,10 @@ pub fn validate(wf: &Workflow, actions: &dyn ActionCatalog) -> Vec<DocError> {
             let idx = first_index[cycle[0].as_str()];
             out.push(err(
                 format!("steps[{idx}].needs"),
-                format!("cycle in needs: {}", cycle.join(" -> ")),
+                format!(
+                    "cycle in needs: {} (a step without needs follows the one before it)",
+                    cycle.join(" -> ")
+                ),
             ));
         }
     }
