@@ -21,7 +21,7 @@ pub async fn main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir, cli.config.as_deref()).await,
         Command::Keys(cmd) => keys(&client()?, cmd, format).await,
-        Command::Workflows(WorkflowsCmd::Validate { file }) => validate(&file),
+        Command::Workflows(WorkflowsCmd::Validate { file }) => validate(&file, format),
         Command::Workflows(cmd) => workflows(&client()?, cmd, cli.output).await,
         Command::Run { id, input, wait } => {
             run(&client()?, &id, input.as_deref(), wait, format).await
@@ -105,10 +105,17 @@ async fn keys(c: &Client, cmd: KeysCmd, format: Format) -> Result<()> {
     Ok(())
 }
 
-fn validate(file: &str) -> Result<()> {
+fn validate(file: &str, format: Format) -> Result<()> {
     let source = read_source(file)?;
-    match alertflow_domain::workflow::parse(&source, &Registry::builtin()) {
-        Ok(wf) => {
+    let result = alertflow_domain::workflow::parse(&source, &Registry::builtin());
+    if format == Format::Json {
+        let errors = result.as_ref().err().cloned().unwrap_or_default();
+        print_json(
+            &serde_json::json!({"file": file, "valid": errors.is_empty(), "errors": errors}),
+        );
+    }
+    match result {
+        Ok(wf) if format != Format::Json => {
             println!(
                 "{file}: ok: workflow {} with {} step(s)",
                 wf.name,
@@ -116,9 +123,12 @@ fn validate(file: &str) -> Result<()> {
             );
             Ok(())
         }
+        Ok(_) => Ok(()),
         Err(problems) => {
-            for p in &problems {
-                eprintln!("{file}: {p}");
+            if format != Format::Json {
+                for p in &problems {
+                    eprintln!("{file}: {p}");
+                }
             }
             bail!("{} problem(s) in {file}", problems.len())
         }

@@ -123,6 +123,25 @@ async fn validate_works_offline_and_names_every_problem() {
     );
     assert!(err.contains("steps[1].with.message: required"), "{err}");
 
+    // For editors and scripts: the same problems as JSON, each with its path.
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args([
+            "-o",
+            "json",
+            "workflows",
+            "validate",
+            "-f",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    let expected = json!({"path": "steps[0].uses", "message": "unknown action \"nope\" (known: fail, http.request, transform)"});
+    assert!(v["errors"].as_array().unwrap().contains(&expected), "{v}");
+
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notify.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
         .args(["workflows", "validate", "-f", example])
