@@ -310,6 +310,9 @@ async fn executions(c: &Client, cmd: ExecutionsCmd, format: Format) -> Result<()
             limit,
         } => {
             let mut q = format!("?limit={limit}");
+            if format != Format::Json {
+                q.push_str("&summary=true");
+            }
             if let Some(w) = workflow {
                 q.push_str(&format!("&workflow={}", enc(&w)));
             }

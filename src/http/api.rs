@@ -356,10 +356,13 @@ struct ExecutionQuery {
     workflow: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
+    /// Leave out `input` and `steps` (for tables of many executions).
+    #[serde(default)]
+    summary: bool,
 }
 
 #[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ExecutionQuery),
-    responses((status = 200, body = Vec<ExecutionView>, description = "Newest first, without input and steps")))]
+    responses((status = 200, body = Vec<ExecutionView>, description = "Newest first; whole records unless summary=true")))]
 async fn list_executions(
     State(s): State<AppState>,
     Query(q): Query<ExecutionQuery>,
@@ -374,7 +377,15 @@ async fn list_executions(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let rows = s.store.list_executions(&filter).await?;
-    Ok(Json(rows.into_iter().map(ExecutionView::summary).collect()))
+    if q.summary {
+        return Ok(Json(rows.into_iter().map(ExecutionView::summary).collect()));
+    }
+    // The same shape as one execution, so scripts can treat both alike.
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(execution_view(&s, &row.id).await?);
+    }
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", params(("id" = String, Path)),
@@ -383,9 +394,14 @@ async fn get_execution(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>> {
+    Ok(Json(execution_view(&s, &id).await?))
+}
+
+/// An execution with its input and every step of the version it ran.
+async fn execution_view(s: &AppState, id: &str) -> Result<ExecutionView> {
     let (ex, steps) = s
         .store
-        .get_execution(&id)
+        .get_execution(id)
         .await
         .map_err(not_found(format!("no execution {id:?}")))?;
     let version = s
@@ -393,8 +409,8 @@ async fn get_execution(
         .get_workflow(&ex.workflow_id, Some(ex.version))
         .await?;
     let wf = parse_stored(&version.document)?;
-    let input = s.store.execution_input(&id).await?;
-    Ok(Json(ExecutionView::detail(ex, steps, &wf, &input)))
+    let input = s.store.execution_input(id).await?;
+    Ok(ExecutionView::detail(ex, steps, &wf, &input))
 }
 
 /// The input exactly as received, byte for byte.

@@ -201,6 +201,14 @@ async fn an_execution_keeps_the_version_it_ran() {
     // Still readable with its own document after the workflow changed.
     let again = app.execution(first["id"].as_str().unwrap()).await;
     assert_eq!(step(&again, "a")["output"], "one");
+    // The list has the same shape as one execution, newest first; `summary` leaves out the rest.
+    let list = app.get("/executions?workflow=v").await;
+    assert_eq!(list, json!([second, again]));
+    let summary = app.get("/executions?workflow=v&summary=true").await;
+    assert!(
+        summary[0].get("input").is_none() && summary[0].get("steps").is_none(),
+        "{summary}"
+    );
 }
 
 #[tokio::test]
