@@ -250,15 +250,15 @@ async fn run_wait_follows_the_run_and_fails_when_it_fails() {
 
 #[tokio::test]
 async fn a_long_step_keeps_its_lease_and_runs_once() {
-    // Leases of 300ms: the step takes several of them, and the heartbeat must keep the job.
-    let app = spawn_app_with(|c| c.job_lease = std::time::Duration::from_millis(300)).await;
+    // Leases of 1s: the step takes longer, and the heartbeat must keep the job.
+    let app = spawn_app_with(|c| c.job_lease = std::time::Duration::from_secs(1)).await;
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
     let slow = axum::Router::new().fallback(move || {
         let counter = counter.clone();
         async move {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
             "done"
         }
     });

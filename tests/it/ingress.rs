@@ -255,7 +255,7 @@ async fn bad_deliveries_get_their_status_and_nothing_accepted_is_lost() {
 async fn duplicates_inside_the_window_start_nothing() {
     let app = spawn_app().await;
     let key = app.create_key("ops").await;
-    app.apply_ok(&NOTIFY.replace("api_keys: [ops]", "api_keys: [ops], dedupe_window: 1s"))
+    app.apply_ok(&NOTIFY.replace("api_keys: [ops]", "api_keys: [ops], dedupe_window: 3s"))
         .await;
     let firing = fixture("firing-escaped-receiver-name.json");
 
@@ -279,7 +279,7 @@ async fn duplicates_inside_the_window_start_nothing() {
         .await;
     assert_eq!((status, &c["outcome"]), (202, &json!("started")), "{c}");
     // Neither is the same one once the window has passed.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let (_, d) = app.hook("notify", &key, firing).await;
     assert_eq!(d["outcome"], "started");
 
