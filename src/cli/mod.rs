@@ -38,7 +38,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "ALERTFLOW_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format: text for people, json (the API's JSON) for scripts, yaml for documents
-    #[arg(short = 'o', long, global = true, value_enum)]
+    #[arg(short = 'o', long, global = true, value_enum, env = "ALERTFLOW_OUTPUT")]
     pub output: Option<Format>,
     #[command(subcommand)]
     pub command: Command,
