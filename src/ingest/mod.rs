@@ -98,11 +98,12 @@ async fn decide(
         .as_deref()
         .filter(|k| !k.is_empty())
         .ok_or(Error::MissingKey)?;
-    let key = state
+    // One read for both: the key and the workflow's current version.
+    let (key, record) = state
         .store
-        .key_by_digest(&crypto::digest(presented))
-        .await?
-        .ok_or(Error::WrongKey)?;
+        .hook_lookup(&crypto::digest(presented), &d.workflow_id)
+        .await?;
+    let key = key.ok_or(Error::WrongKey)?;
     let stored = state
         .master
         .decrypt(&key.value_enc)
@@ -112,16 +113,8 @@ async fn decide(
     }
     *key_name = Some(key.name.clone());
 
-    let record = state
-        .store
-        .get_workflow(&d.workflow_id, None)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => {
-                Error::NotFound(format!("no workflow {:?}", d.workflow_id))
-            }
-            other => other.into(),
-        })?;
+    let record =
+        record.ok_or_else(|| Error::NotFound(format!("no workflow {:?}", d.workflow_id)))?;
     let wf: Workflow =
         serde_json::from_str(&record.document).map_err(|e| Error::Internal(e.to_string()))?;
     let trigger = &wf.trigger;

@@ -177,7 +177,13 @@ pub trait Store: Send + Sync + 'static {
     async fn create_key(&self, key: &KeyRecord) -> Result<()>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
     async fn get_key(&self, name: &str) -> Result<KeyRecord>;
-    async fn key_by_digest(&self, digest: &str) -> Result<Option<KeyRecord>>;
+    /// What a webhook delivery needs, in one read: the key with this digest, and the workflow
+    /// at its current version.
+    async fn hook_lookup(
+        &self,
+        key_digest: &str,
+        workflow_id: &str,
+    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)>;
     async fn delete_key(&self, name: &str) -> Result<()>;
 
     // workflows

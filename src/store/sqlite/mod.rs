@@ -211,12 +211,39 @@ impl Store for SqliteStore {
         Ok(key_from_row(&row))
     }
 
-    async fn key_by_digest(&self, digest: &str) -> Result<Option<KeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(key_from_row))
+    async fn hook_lookup(
+        &self,
+        key_digest: &str,
+        workflow_id: &str,
+    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+        let row = sqlx::query(
+            "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
+                    w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
+             FROM (SELECT 1)
+             LEFT JOIN api_keys k ON k.digest = ?1
+             LEFT JOIN workflows w ON w.id = ?2
+             LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
+        )
+        .bind(key_digest)
+        .bind(workflow_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let key = row
+            .get::<Option<String>, _>("name")
+            .is_some()
+            .then(|| key_from_row(&row));
+        let workflow = row
+            .get::<Option<String>, _>("w_id")
+            .map(|id| WorkflowRecord {
+                id,
+                version: row.get("version"),
+                document: row.get("document"),
+                // Not needed to take a delivery.
+                source: String::new(),
+                created_at: row.get("w_created_at"),
+                updated_at: row.get("w_updated_at"),
+            });
+        Ok((key, workflow))
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
@@ -388,9 +415,11 @@ impl Store for SqliteStore {
                     )
                     .bind(node).bind(now + lease_ms).bind(now).bind(limit as i64)
                     .fetch_all(&mut *c).await?;
-                    for (id, _) in &claimed {
-                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running')")
-                            .bind(now).bind(id).execute(&mut *c).await?;
+                    if !claimed.is_empty() {
+                        let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
+                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running')")
+                            .bind(now).bind(serde_json::to_string(&ids).unwrap_or_default())
+                            .execute(&mut *c).await?;
                     }
                     Ok(claimed)
                 }
