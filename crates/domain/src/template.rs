@@ -25,6 +25,21 @@ fn environment<'s>() -> Environment<'s> {
     env
 }
 
+/// One environment for every render: building one registers all the filters, which costs more
+/// than rendering a short template. Fuel is counted per render.
+fn shared() -> &'static Environment<'static> {
+    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(environment)
+}
+
+/// The names a template reads, for error messages (a cold path, so it parses again).
+fn template_names(src: &str) -> BTreeSet<String> {
+    let env = environment();
+    env.template_from_str(src)
+        .map(|t| t.undeclared_variables(true).into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// The expression inside a string that is exactly one `{{ ... }}`, if it is.
 fn lone_expression(s: &str) -> Option<&str> {
     let t = s.trim();
@@ -41,13 +56,12 @@ fn is_template(s: &str) -> bool {
 
 /// Renders every template string inside `value`; `field` names where `value` sits.
 pub fn render_value(value: &Value, ctx: &Value, field: &str) -> Result<Value, TemplateError> {
-    let env = environment();
     let jctx = JinjaValue::from_serialize(ctx);
-    render_in(&env, value, &jctx, ctx, field)
+    render_in(shared(), value, &jctx, ctx, field)
 }
 
 fn render_in(
-    env: &Environment<'_>,
+    env: &Environment<'static>,
     value: &Value,
     jctx: &JinjaValue,
     ctx: &Value,
@@ -76,7 +90,7 @@ fn render_in(
 }
 
 fn render_string(
-    env: &Environment<'_>,
+    env: &Environment<'static>,
     src: &str,
     jctx: &JinjaValue,
     ctx: &Value,
@@ -88,7 +102,7 @@ fn render_string(
     };
     if let Some(expr_src) = lone_expression(src) {
         let expr = env
-            .compile_expression(expr_src)
+            .compile_expression_owned(expr_src.to_string())
             .map_err(|e| fail(e, BTreeSet::new()))?;
         let vars = || expr.undeclared_variables(true).into_iter().collect();
         let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
@@ -101,24 +115,21 @@ fn render_string(
             message: format!("result is not JSON: {e}"),
         });
     }
-    let tmpl = env
-        .template_from_str(src)
-        .map_err(|e| fail(e, BTreeSet::new()))?;
-    tmpl.render(jctx)
+    env.render_str(src, jctx)
         .map(Value::String)
-        .map_err(|e| fail(e, tmpl.undeclared_variables(true).into_iter().collect()))
+        .map_err(|e| fail(e, template_names(src)))
 }
 
 /// Evaluates a condition (`if`, `when`): a bare Jinja expression, or one `{{ ... }}`.
 pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, TemplateError> {
-    let env = environment();
+    let env = shared();
     let src = lone_expression(src).unwrap_or(src);
     let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
         field: field.to_string(),
         message: explain(&e, &vars, ctx),
     };
     let expr = env
-        .compile_expression(src)
+        .compile_expression_owned(src.to_string())
         .map_err(|e| fail(e, BTreeSet::new()))?;
     let jctx = JinjaValue::from_serialize(ctx);
     let vars = || expr.undeclared_variables(true).into_iter().collect();
