@@ -22,7 +22,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(tempfile::tempdir().unwrap(), adjust).await
+}
+
+/// Starts the server on an existing data directory (a restart).
+pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::with_data_dir(dir.path().to_path_buf());
     config.workers = 4;
     adjust(&mut config);

@@ -205,3 +205,34 @@ async fn alertmanager_config_prints_the_receiver_block() {
     );
     assert_eq!(text, expected);
 }
+
+#[tokio::test]
+async fn a_restart_keeps_the_admin_token_and_everything_applied() {
+    let app = spawn_app().await;
+    let token = app.token.clone();
+    let master_key = std::fs::read(app.data_dir().join("master.key")).unwrap();
+    let key = app.create_key("ops").await;
+    app.apply_ok(DOC).await;
+    let dir = app.stop().await;
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    assert_eq!(app.token, token, "the first start's token stays the token");
+    assert_eq!(
+        std::fs::read(app.data_dir().join("master.key")).unwrap(),
+        master_key
+    );
+    let revealed = app.get("/keys/ops/value").await;
+    assert_eq!(revealed["value"], key, "still decrypts after a restart");
+    assert_eq!(app.get("/workflows/disk-full").await["version"], 1);
+}
+
+#[tokio::test]
+async fn webhook_urls_use_the_public_url() {
+    let app =
+        spawn_app_with(|c| c.public_url = Some("https://alertflow.example.com/".into())).await;
+    let v = app.apply_ok(DOC).await;
+    assert_eq!(
+        v["webhook_url"],
+        "https://alertflow.example.com/hooks/disk-full"
+    );
+}
