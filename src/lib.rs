@@ -83,7 +83,7 @@ pub async fn run_until(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut workers = None;
+    let mut engine_task = None;
     if config.workers > 0 {
         let node_id = node_id(&config.data_dir)?;
         // Jobs this node held when it last stopped (or crashed) are ours to resume now,
@@ -106,7 +106,7 @@ pub async fn run_until(
             workflows: Default::default(),
             running: Default::default(),
         });
-        workers = Some(engine.start(config.workers, stop_rx.clone()));
+        engine_task = Some(engine.start(config.workers, stop_rx.clone()));
     }
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
@@ -117,7 +117,7 @@ pub async fn run_until(
             let _ = stop_tx.send(true);
         })
         .await?;
-    if let Some(engine) = workers {
+    if let Some(engine) = engine_task {
         // Running steps get a moment to finish; what does not is resumed on the next start.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), engine).await;
     }

@@ -3,7 +3,7 @@
 use super::{Engine, MAX_CLAIMS};
 use crate::actions::{ActionContext, ActionError};
 use crate::now_ms;
-use crate::store::{RunState, StepRecord, StoreError};
+use crate::store::{stored_json, RunState, StepRecord, StoreError};
 use alertflow_domain::execution::{next, ExecutionStatus, Next, StepStatus};
 use alertflow_domain::template::{eval_condition, render_value};
 use alertflow_domain::workflow::{Step, Workflow};
@@ -159,14 +159,9 @@ fn initial_context(run: &RunState, wf: &Workflow) -> Value {
 }
 
 fn record_in_context(ctx: &mut Value, rec: &StepRecord) {
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or(Value::Null)
-    };
     ctx["steps"][&rec.step_id] = json!({
         "status": rec.status,
-        "output": parse(&rec.output),
+        "output": stored_json(&rec.output),
         "error": rec.error,
     });
 }

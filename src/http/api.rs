@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes() -> Router<AppState> {
@@ -200,19 +201,11 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
         version: saved.version,
         created: saved.created,
         unchanged: saved.unchanged,
-        trigger: trigger_name(&wf).into(),
+        trigger: wf.trigger.kind.as_str().into(),
         webhook_url: webhook_url(&s, &wf),
         warnings,
     };
     Ok((status, Json(view)).into_response())
-}
-
-fn trigger_name(wf: &Workflow) -> &'static str {
-    match wf.trigger.kind {
-        TriggerType::Prometheus => "prometheus",
-        TriggerType::Webhook => "webhook",
-        TriggerType::Manual => "manual",
-    }
 }
 
 fn workflow_view(
@@ -225,7 +218,7 @@ fn workflow_view(
         id: r.id.clone(),
         version: r.version,
         description: wf.description.clone(),
-        trigger: trigger_name(&wf).into(),
+        trigger: wf.trigger.kind.as_str().into(),
         steps: wf.steps.len(),
         webhook_url: webhook_url(s, &wf),
         created_at: rfc3339(r.created_at),
@@ -380,10 +373,12 @@ async fn list_executions(
     if q.summary {
         return Ok(Json(rows.into_iter().map(ExecutionView::summary).collect()));
     }
-    // The same shape as one execution, so scripts can treat both alike.
+    // The same shape as one execution, so scripts can treat both alike. Most rows share a
+    // few workflow versions: each is read and parsed once per request.
+    let mut versions = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(execution_view(&s, &row.id).await?);
+        out.push(execution_view(&s, &row.id, &mut versions).await?);
     }
     Ok(Json(out))
 }
@@ -394,23 +389,28 @@ async fn get_execution(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>> {
-    Ok(Json(execution_view(&s, &id).await?))
+    Ok(Json(execution_view(&s, &id, &mut HashMap::new()).await?))
 }
 
-/// An execution with its input and every step of the version it ran.
-async fn execution_view(s: &AppState, id: &str) -> Result<ExecutionView> {
+/// An execution with its input and every step of the version it ran; `versions` holds the
+/// workflow versions already parsed.
+async fn execution_view(
+    s: &AppState,
+    id: &str,
+    versions: &mut HashMap<(String, i64), Workflow>,
+) -> Result<ExecutionView> {
     let (ex, steps) = s
         .store
         .get_execution(id)
         .await
         .map_err(not_found(format!("no execution {id:?}")))?;
-    let version = s
-        .store
-        .get_workflow(&ex.workflow_id, Some(ex.version))
-        .await?;
-    let wf = parse_stored(&version.document)?;
+    let key = (ex.workflow_id.clone(), ex.version);
+    if !versions.contains_key(&key) {
+        let record = s.store.get_workflow(&key.0, Some(key.1)).await?;
+        versions.insert(key.clone(), parse_stored(&record.document)?);
+    }
     let input = s.store.execution_input(id).await?;
-    Ok(ExecutionView::detail(ex, steps, &wf, &input))
+    Ok(ExecutionView::detail(ex, steps, &versions[&key], &input))
 }
 
 /// The input exactly as received, byte for byte.

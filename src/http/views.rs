@@ -1,7 +1,7 @@
 //! The JSON shapes of the API, which `-o json` prints and scripts rely on.
 
 use crate::rfc3339;
-use crate::store::{EventRecord, ExecutionRecord, KeyRecord, StepRecord};
+use crate::store::{stored_json, EventRecord, ExecutionRecord, KeyRecord, StepRecord};
 use alertflow_domain::workflow::Workflow;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -126,11 +126,6 @@ impl ExecutionView {
         wf: &Workflow,
         input: &[u8],
     ) -> ExecutionView {
-        let parse = |s: &Option<String>| {
-            s.as_deref()
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or(Value::Null)
-        };
         let step_views = wf
             .steps
             .iter()
@@ -140,8 +135,8 @@ impl ExecutionView {
                     uses: s.uses.clone(),
                     status: r.status.clone(),
                     attempts: r.attempts,
-                    input: parse(&r.input),
-                    output: parse(&r.output),
+                    input: stored_json(&r.input),
+                    output: stored_json(&r.output),
                     error: r.error.clone(),
                     started_at: r.started_at.map(rfc3339),
                     finished_at: r.finished_at.map(rfc3339),

@@ -190,11 +190,7 @@ async fn decide(
             chosen.push(alert_index);
         }
     }
-    let trigger_type = match trigger.kind {
-        TriggerType::Prometheus => "prometheus",
-        TriggerType::Webhook => "webhook",
-        TriggerType::Manual => "manual",
-    };
+    let trigger_type = trigger.kind.as_str();
     let (outcome, reason) = if chosen.is_empty() {
         ("filtered", Some("trigger.when is false".to_string()))
     } else {

@@ -7,7 +7,6 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,12 +31,10 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct KeyRecord {
     pub name: String,
-    #[serde(skip)]
     pub digest: String,
-    #[serde(skip)]
     pub value_enc: Vec<u8>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -55,7 +52,7 @@ pub struct WorkflowRecord {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct VersionSummary {
     pub version: i64,
     pub created_at: i64,
@@ -128,6 +125,13 @@ pub struct ExecutionRecord {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+/// A JSON column kept as text (a step's input or output), as a value; null when absent.
+pub fn stored_json(text: &Option<String>) -> serde_json::Value {
+    text.as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Default)]

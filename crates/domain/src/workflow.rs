@@ -64,6 +64,16 @@ pub enum TriggerType {
     Manual,
 }
 
+impl TriggerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerType::Prometheus => "prometheus",
+            TriggerType::Webhook => "webhook",
+            TriggerType::Manual => "manual",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
