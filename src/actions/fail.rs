@@ -14,10 +14,17 @@ impl Action for Fail {
         true
     }
 
-    fn check(&self, with: &Value) -> Vec<DocError> {
-        let mut out = known_inputs(with, &["message"]);
-        out.extend(required(with, "message"));
-        out
+    fn inputs(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["message"],
+            "properties": {"message": {"type": "string", "description": "The step's error."}}
+        })
+    }
+
+    fn outputs(&self) -> Value {
+        serde_json::json!({"description": "None: the step fails with the message."})
     }
 
     async fn run(&self, input: Value, _: &ActionContext<'_>) -> Result<Value, ActionError> {

@@ -6,17 +6,6 @@ use std::time::Instant;
 
 pub struct HttpRequest;
 
-const INPUTS: &[&str] = &[
-    "method",
-    "url",
-    "headers",
-    "query",
-    "json",
-    "body",
-    "timeout",
-    "expect_status",
-];
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `expect_status`: one code, a list of codes, or absent (any 2xx).
@@ -52,36 +41,43 @@ impl Action for HttpRequest {
         "http.request"
     }
 
+    fn inputs(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["url"],
+            "properties": {
+                "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                           "description": "Default POST with a payload, GET without."},
+                "url": {"type": "string", "format": "uri"},
+                "headers": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "query": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "json": {"description": "Sent as the JSON body."},
+                "body": {"type": "string", "description": "Sent as the body, as is."},
+                "timeout": {"format": "duration", "description": "Default 30s."},
+                "expect_status": {"type": ["integer", "array"], "items": {"type": "integer"},
+                                  "description": "The codes that count as success (default any 2xx)."}
+            }
+        })
+    }
+
+    fn outputs(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "body": {"description": "Parsed when the response is JSON, else a string."},
+                "elapsed_ms": {"type": "integer"}
+            }
+        })
+    }
+
     fn check(&self, with: &Value) -> Vec<DocError> {
-        let mut out = known_inputs(with, INPUTS);
-        out.extend(required(with, "url"));
-        if let Some(m) = with.get("method").filter(|m| !is_templated(m)) {
-            if !m
-                .as_str()
-                .is_some_and(|m| METHODS.contains(&m.to_ascii_uppercase().as_str()))
-            {
-                out.push(problem(
-                    "method",
-                    format!("unknown method {m} (one of {})", METHODS.join(", ")),
-                ));
-            }
-        }
         if with.get("json").is_some() && with.get("body").is_some() {
-            out.push(problem("body", "give either json or body, not both"));
+            return vec![problem("body", "give either json or body, not both")];
         }
-        if let Some(t) = with.get("timeout").filter(|t| !is_templated(t)) {
-            if let Err(e) = serde_json::from_value::<Duration>(t.clone()) {
-                out.push(problem("timeout", e.to_string()));
-            }
-        }
-        for name in ["headers", "query"] {
-            if let Some(v) = with.get(name).filter(|v| !is_templated(v)) {
-                if !v.is_object() {
-                    out.push(problem(name, "must be a mapping"));
-                }
-            }
-        }
-        out
+        vec![]
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
@@ -189,13 +185,21 @@ mod tests {
 
     #[test]
     fn check_catches_mistakes_at_save_time() {
-        let errs = HttpRequest.check(
-            &json!({"method": "FETCH", "timeout": "soon", "json": {}, "body": "x", "hedaers": {}}),
-        );
+        let registry = Registry::builtin();
+        let errs = registry
+            .check(
+                "http.request",
+                &json!({"method": "FETCH", "timeout": "soon", "json": {}, "body": "x", "hedaers": {}}),
+            )
+            .unwrap();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, vec!["hedaers", "url", "method", "body", "timeout"]);
-        assert!(HttpRequest
-            .check(&json!({"url": "{{ trigger.x }}", "method": "{{ m }}"}))
+        assert_eq!(paths, vec!["hedaers", "method", "timeout", "url", "body"]);
+        assert!(registry
+            .check(
+                "http.request",
+                &json!({"url": "{{ trigger.x }}", "method": "{{ m }}"})
+            )
+            .unwrap()
             .is_empty());
     }
 }

@@ -4,6 +4,7 @@ mod fail;
 mod http_request;
 mod transform;
 
+use alertflow_domain::schema::{self, is_templated};
 use alertflow_domain::workflow::{ActionCatalog, DocError};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -57,8 +58,16 @@ pub trait Action: Send + Sync {
     fn is_pure(&self) -> bool {
         false
     }
-    /// Checks `with` as written (templates not yet rendered) when a workflow is saved.
-    fn check(&self, with: &Value) -> Vec<DocError>;
+    /// JSON Schema of `with`: served by `workflows schema`, drawn as a form by the UI, and
+    /// checked at save time (templated strings pass until run time).
+    fn inputs(&self) -> Value;
+    /// JSON Schema of the output, so editors can complete `steps.ID.output...`.
+    fn outputs(&self) -> Value;
+    /// Rules the schema cannot say (one of two inputs, a jq program that must compile),
+    /// checked on `with` as written when a workflow is saved.
+    fn check(&self, _with: &Value) -> Vec<DocError> {
+        vec![]
+    }
     /// Runs with `input`, the step's `with` after rendering.
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError>;
 }
@@ -83,6 +92,11 @@ impl Registry {
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
         self.actions.get(name)
     }
+
+    /// Every action, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Action>> {
+        self.actions.values()
+    }
 }
 
 impl ActionCatalog for Registry {
@@ -90,7 +104,14 @@ impl ActionCatalog for Registry {
         self.actions.keys().copied().collect()
     }
     fn check(&self, uses: &str, with: &Value) -> Option<Vec<DocError>> {
-        self.actions.get(uses).map(|a| a.check(with))
+        self.actions.get(uses).map(|a| {
+            // An absent `with` is an empty one, so `required` names the missing input.
+            let empty = Value::Object(Default::default());
+            let with = if with.is_null() { &empty } else { with };
+            let mut problems = schema::check(&a.inputs(), with);
+            problems.extend(a.check(with));
+            problems
+        })
     }
 }
 
@@ -100,28 +121,5 @@ fn problem(path: &str, message: impl Into<String>) -> DocError {
     DocError {
         path: path.to_string(),
         message: message.into(),
-    }
-}
-
-fn is_templated(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| s.contains("{{") || s.contains("{%"))
-}
-
-/// Rejects inputs the action does not know, so a typo is caught at save time.
-fn known_inputs(with: &Value, known: &[&str]) -> Vec<DocError> {
-    let Some(map) = with.as_object() else {
-        return vec![];
-    };
-    map.keys()
-        .filter(|k| !known.contains(&k.as_str()))
-        .map(|k| problem(k, format!("unknown input (known: {})", known.join(", "))))
-        .collect()
-}
-
-fn required(with: &Value, name: &str) -> Option<DocError> {
-    match with.get(name) {
-        None | Some(Value::Null) => Some(problem(name, "required")),
-        _ => None,
     }
 }

@@ -84,15 +84,30 @@ impl Action for Transform {
         true
     }
 
+    fn inputs(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "value": {"description": "Any structure; its templates are rendered and it becomes the output."},
+                "jq": {"type": "string", "description": "A jq program (run by jaq); its result is the output."},
+                "input": {"description": "What the jq program reads (default: the trigger body)."}
+            }
+        })
+    }
+
+    fn outputs(&self) -> Value {
+        serde_json::json!({"description": "The value, or the jq result (several results become a list)."})
+    }
+
     fn check(&self, with: &Value) -> Vec<DocError> {
-        let mut out = known_inputs(with, &["value", "jq", "input"]);
+        let mut out = Vec::new();
         match (with.get("value"), with.get("jq")) {
             (Some(_), Some(_)) => out.push(problem("jq", "give either value or jq, not both")),
             (None, None) => out.push(problem("value", "required (or jq)")),
-            (None, Some(p)) if !is_templated(p) => match p.as_str() {
-                Some(src) => out.extend(compile(src).err().map(|e| problem("jq", e))),
-                None => out.push(problem("jq", "must be a string")),
-            },
+            (None, Some(Value::String(src))) if !is_templated(&with["jq"]) => {
+                out.extend(compile(src).err().map(|e| problem("jq", e)))
+            }
             _ => {}
         }
         out
