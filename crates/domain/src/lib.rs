@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod duration;
 pub mod execution;
+pub mod schedule;
 pub mod schema;
 pub mod template;
 pub mod workflow;

@@ -50,7 +50,7 @@ fn lone_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
-fn is_template(s: &str) -> bool {
+pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 

@@ -1,7 +1,6 @@
 //! The workflow document: parsed from YAML or JSON, then validated as a whole so that every
 //! problem is reported at once, each with its path in the document.
 
-use crate::template::referenced_names;
 use crate::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +15,9 @@ pub struct Workflow {
     pub description: Option<String>,
     pub trigger: Trigger,
     pub steps: Vec<Step>,
+    /// The whole run's limit; past it the run ends `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 /// The workflow id, `[a-z0-9][a-z0-9-_]*`; it is part of the webhook URL.
@@ -62,6 +64,7 @@ pub enum TriggerType {
     Prometheus,
     Webhook,
     Manual,
+    Schedule,
 }
 
 impl TriggerType {
@@ -70,6 +73,7 @@ impl TriggerType {
             TriggerType::Prometheus => "prometheus",
             TriggerType::Webhook => "webhook",
             TriggerType::Manual => "manual",
+            TriggerType::Schedule => "schedule",
         }
     }
 }
@@ -96,6 +100,33 @@ pub struct Trigger {
     pub when: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_window: Option<Duration>,
+    /// `per_alert`: runs for one alert (one group without `split`) run one at a time, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// At most `count` runs per `per`; what is held back is recorded as a `throttled` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<MaxRuns>,
+    /// Schedule triggers: a 5-field cron expression, in `timezone` (default UTC)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// ...or a fixed interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    PerAlert,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRuns {
+    pub count: u32,
+    pub per: Duration,
 }
 
 impl Trigger {
@@ -136,6 +167,16 @@ pub struct Step {
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub on_error: OnError,
+    /// Runs the step once per item of this list (a template such as `{{ trigger.alerts }}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<Value>,
+    /// How many `foreach` items run at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Values written to the alert's memory when the step succeeds (templates may read
+    /// `steps.<this id>.output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<serde_json::Map<String, Value>>,
 }
 
 fn is_empty_object(v: &Value) -> bool {
@@ -241,221 +282,6 @@ fn yaml_message(e: &serde_yaml::Error) -> String {
     }
 }
 
-/// Context names a template may read, besides `steps`.
-const ROOTS: &[&str] = &[
-    "trigger",
-    "execution",
-    "secrets",
-    "memory",
-    "steps",
-    "alert",
-];
-
-pub fn validate(wf: &Workflow, actions: &dyn ActionCatalog) -> Vec<DocError> {
-    let mut out = Vec::new();
-    validate_trigger(&wf.trigger, &mut out);
-    if wf.steps.is_empty() {
-        out.push(err("steps", "a workflow needs at least one step"));
-    }
-    let mut first_index: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, step) in wf.steps.iter().enumerate() {
-        if !is_identifier(&step.id) {
-            out.push(err(
-                format!("steps[{i}].id"),
-                format!("invalid step id {:?}: use letters, digits and '_', not starting with a digit, so templates can say steps.ID", step.id),
-            ));
-        }
-        if let Some(&first) = first_index.get(step.id.as_str()) {
-            out.push(err(
-                format!("steps[{i}].id"),
-                format!(
-                    "duplicate step id {:?} (first used at steps[{first}])",
-                    step.id
-                ),
-            ));
-        } else {
-            first_index.insert(&step.id, i);
-        }
-    }
-    for (i, step) in wf.steps.iter().enumerate() {
-        for (j, need) in step.needs.iter().flatten().enumerate() {
-            if need == &step.id {
-                out.push(err(
-                    format!("steps[{i}].needs[{j}]"),
-                    "a step cannot need itself",
-                ));
-            } else if !first_index.contains_key(need.as_str()) {
-                out.push(err(
-                    format!("steps[{i}].needs[{j}]"),
-                    format!("unknown step {need:?}"),
-                ));
-            }
-        }
-        match actions.check(&step.uses, &step.with) {
-            None => out.push(err(
-                format!("steps[{i}].uses"),
-                format!(
-                    "unknown action {:?} (known: {})",
-                    step.uses,
-                    actions.names().join(", ")
-                ),
-            )),
-            Some(problems) => out.extend(
-                problems
-                    .into_iter()
-                    .map(|p| err(format!("steps[{i}].with.{}", p.path), p.message)),
-            ),
-        }
-        if !step.with.is_null() && !step.with.is_object() {
-            out.push(err(
-                format!("steps[{i}].with"),
-                "must be a mapping of inputs",
-            ));
-        }
-        if let Some(r) = &step.retry {
-            if r.attempts == 0 {
-                out.push(err(
-                    format!("steps[{i}].retry.attempts"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        let alert_bound = wf.trigger.split() == Split::PerAlert;
-        if let Some(cond) = &step.condition {
-            check_template(
-                cond,
-                true,
-                &format!("steps[{i}].if"),
-                &first_index,
-                alert_bound,
-                &mut out,
-            );
-        }
-        check_templates_in(
-            &step.with,
-            &format!("steps[{i}].with"),
-            &first_index,
-            alert_bound,
-            &mut out,
-        );
-    }
-    if out.iter().all(|e| !e.message.contains("unknown step")) {
-        if let Some(cycle) = find_cycle(wf) {
-            let idx = first_index[cycle[0].as_str()];
-            out.push(err(
-                format!("steps[{idx}].needs"),
-                format!(
-                    "cycle in needs: {} (a step without needs follows the one before it)",
-                    cycle.join(" -> ")
-                ),
-            ));
-        }
-    }
-    out
-}
-
-fn validate_trigger(t: &Trigger, out: &mut Vec<DocError>) {
-    let kind = t.kind;
-    if kind != TriggerType::Prometheus {
-        if t.split.is_some() {
-            out.push(err(
-                "trigger.split",
-                "only a prometheus trigger splits per alert",
-            ));
-        }
-        if t.dedupe_window.is_some() {
-            out.push(err(
-                "trigger.dedupe_window",
-                "only a prometheus trigger deduplicates",
-            ));
-        }
-    }
-    if kind == TriggerType::Manual {
-        if !t.api_keys.is_empty() {
-            out.push(err(
-                "trigger.api_keys",
-                "a manual trigger takes no API keys; runs use the admin token",
-            ));
-        }
-        if t.when.is_some() {
-            out.push(err("trigger.when", "a manual trigger has no filter"));
-        }
-    }
-    for (i, k) in t.api_keys.iter().enumerate() {
-        if k.trim().is_empty() {
-            out.push(err(format!("trigger.api_keys[{i}]"), "empty key name"));
-        }
-    }
-    if let Some(when) = &t.when {
-        let none = BTreeMap::new();
-        let alert_bound = t.split() == Split::PerAlert;
-        check_template(when, true, "trigger.when", &none, alert_bound, out);
-    }
-}
-
-fn check_templates_in(
-    v: &Value,
-    path: &str,
-    steps: &BTreeMap<&str, usize>,
-    alert_bound: bool,
-    out: &mut Vec<DocError>,
-) {
-    match v {
-        Value::String(s) => check_template(s, false, path, steps, alert_bound, out),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_templates_in(item, &format!("{path}[{i}]"), steps, alert_bound, out);
-            }
-        }
-        Value::Object(m) => {
-            for (k, item) in m {
-                check_templates_in(item, &format!("{path}.{k}"), steps, alert_bound, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_template(
-    src: &str,
-    as_condition: bool,
-    path: &str,
-    steps: &BTreeMap<&str, usize>,
-    alert_bound: bool,
-    out: &mut Vec<DocError>,
-) {
-    let names = match referenced_names(src, as_condition) {
-        Ok(n) => n,
-        Err(e) => return out.push(err(path, format!("template does not parse: {e}"))),
-    };
-    for name in names {
-        let mut parts = name.split('.');
-        let root = parts.next().unwrap_or_default();
-        if !ROOTS.contains(&root) {
-            out.push(err(
-                path,
-                format!("unknown name `{root}` (known: {})", ROOTS.join(", ")),
-            ));
-        } else if root == "alert" && !alert_bound {
-            out.push(err(
-                path,
-                "`alert` is only defined with `split: per_alert`; use trigger.alerts",
-            ));
-        } else if root == "steps" {
-            if let Some(id) = parts.next() {
-                if !steps.contains_key(id) {
-                    out.push(err(path, format!("unknown step `{id}` in `{name}`")));
-                }
-            }
-        }
-    }
-}
-
-fn is_identifier(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The steps each step waits for: its `needs`, or else the step before it.
 pub fn dependencies(wf: &Workflow) -> Vec<Vec<usize>> {
     let index: BTreeMap<&str, usize> = wf
@@ -478,52 +304,13 @@ pub fn dependencies(wf: &Workflow) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn find_cycle(wf: &Workflow) -> Option<Vec<String>> {
-    let deps = dependencies(wf);
-    // 0 = unvisited, 1 = on the current path, 2 = done
-    let mut state = vec![0u8; deps.len()];
-    let mut path = Vec::new();
-    fn visit(
-        n: usize,
-        deps: &[Vec<usize>],
-        state: &mut [u8],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        state[n] = 1;
-        path.push(n);
-        for &d in &deps[n] {
-            if state[d] == 1 {
-                let start = path.iter().position(|&p| p == d).unwrap_or(0);
-                let mut cycle = path[start..].to_vec();
-                cycle.push(d);
-                return Some(cycle);
-            }
-            if state[d] == 0 {
-                if let Some(c) = visit(d, deps, state, path) {
-                    return Some(c);
-                }
-            }
-        }
-        path.pop();
-        state[n] = 2;
-        None
-    }
-    for n in 0..deps.len() {
-        if state[n] == 0 {
-            if let Some(mut c) = visit(n, &deps, &mut state, &mut path) {
-                // visit follows needs backwards; print in run order
-                c.reverse();
-                return Some(c.into_iter().map(|i| wf.steps[i].id.clone()).collect());
-            }
-        }
-    }
-    None
-}
-
 /// Names of the API keys a document refers to, for warnings about keys not created yet.
 pub fn key_names(wf: &Workflow) -> BTreeSet<&str> {
     wf.trigger.api_keys.iter().map(String::as_str).collect()
 }
+
+mod validate;
+pub use validate::{template_names, validate};
 
 #[cfg(test)]
 mod tests;
