@@ -48,6 +48,8 @@ pub struct Config {
     pub api: bool,
     /// Serve `POST /hooks/...`.
     pub ingress: bool,
+    /// The engine's clock; tests move it forward instead of sleeping.
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +114,7 @@ impl Config {
             master_key: None,
             api: true,
             ingress: true,
+            clock: Default::default(),
         }
     }
 

@@ -12,7 +12,13 @@ use subtle::ConstantTimeEq;
 const NONCE_LEN: usize = 24;
 
 #[derive(Clone)]
-pub struct MasterKey(XChaCha20Poly1305);
+pub struct MasterKey {
+    cipher: XChaCha20Poly1305,
+    /// Signs approval links; derived from the master key so every node checks the same links.
+    signing: [u8; 32],
+}
+
+type HmacSha256 = hmac::Hmac<Sha256>;
 
 impl MasterKey {
     /// From `ALERTFLOW_MASTER_KEY` (64 hex digits or base64 of 32 bytes) when given, else from
@@ -39,14 +45,45 @@ impl MasterKey {
         };
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
             .map_err(|_| anyhow::anyhow!("master key must be 32 bytes"))?;
-        Ok(MasterKey(cipher))
+        let signing = Sha256::new()
+            .chain_update(b"alertflow link signing key\0")
+            .chain_update(&bytes)
+            .finalize()
+            .into();
+        Ok(MasterKey { cipher, signing })
+    }
+
+    /// `payload.signature`, both base64url: a link that proves the server made it.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        use hmac::Mac;
+        let mut mac =
+            <HmacSha256 as hmac::Mac>::new_from_slice(&self.signing).expect("any key length");
+        mac.update(payload);
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// The payload of a token made by `sign`, when its signature holds.
+    pub fn verify(&self, token: &str) -> Option<Vec<u8>> {
+        use hmac::Mac;
+        let (payload, signature) = token.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let mut mac =
+            <HmacSha256 as hmac::Mac>::new_from_slice(&self.signing).expect("any key length");
+        mac.update(&payload);
+        mac.verify_slice(&signature).ok()?;
+        Some(payload)
     }
 
     pub fn encrypt(&self, plain: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let mut out = nonce.to_vec();
         // Encryption with a fresh nonce cannot fail for in-memory buffers.
-        out.extend(self.0.encrypt(&nonce, plain).expect("encrypt"));
+        out.extend(self.cipher.encrypt(&nonce, plain).expect("encrypt"));
         out
     }
 
@@ -55,7 +92,7 @@ impl MasterKey {
             anyhow::bail!("sealed value too short");
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        self.0
+        self.cipher
             .decrypt(XNonce::from_slice(nonce), body)
             .map_err(|_| anyhow::anyhow!("cannot decrypt: wrong master key?"))
     }

@@ -22,6 +22,8 @@ pub enum Error {
     #[error("missing or invalid admin token (Authorization: Bearer TOKEN)")]
     Unauthenticated,
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +54,7 @@ impl Error {
             WrongKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
             KeyNotAllowed { .. } => ("api_key_not_allowed", StatusCode::FORBIDDEN),
             Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Conflict(_) => ("conflict", StatusCode::CONFLICT),
             BodyTooLarge(_) => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
@@ -75,6 +78,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound => Error::NotFound("not found".into()),
             StoreError::Conflict => Error::Conflict("already exists".into()),
+            StoreError::State(m) => Error::Conflict(m),
             StoreError::Unavailable(m) => Error::Unavailable(m),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod engine;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub public_base: String,
     /// Tells the engine that new executions are queued.
     pub wake: Arc<Notify>,
+    pub clock: clock::Clock,
+    /// This node's engine, when it runs one: a cancel stops a run here at once.
+    pub engine: Option<Arc<Engine>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -72,18 +76,11 @@ pub async fn run_until(
     let bound: SocketAddr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
     let registry = Registry::builtin();
-    let state = AppState {
-        store: store.clone(),
-        config: Arc::new(config.clone()),
-        master,
-        registry: registry.clone(),
-        metrics: metrics.clone(),
-        public_base: config.public_base(bound),
-        wake: wake.clone(),
-    };
+    let public_base = config.public_base(bound);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut engine_task = None;
+    let mut engine_handle = None;
     if config.workers > 0 {
         let node_id = node_id(&config.data_dir)?;
         // Jobs this node held when it last stopped (or crashed) are ours to resume now,
@@ -97,17 +94,32 @@ pub async fn run_until(
             .build()?;
         let engine = Arc::new(Engine {
             store: store.clone(),
-            registry,
+            registry: registry.clone(),
             clients: Clients { http },
-            metrics,
+            metrics: metrics.clone(),
             node_id,
             lease: config.job_lease,
-            wake,
+            wake: wake.clone(),
             workflows: Default::default(),
             running: Default::default(),
+            clock: config.clock.clone(),
+            master: master.clone(),
+            public_base: public_base.clone(),
         });
         engine_task = Some(engine.start(config.workers, stop_rx.clone()));
+        engine_handle = Some(engine);
     }
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config.clone()),
+        master,
+        registry,
+        metrics,
+        public_base,
+        wake,
+        clock: config.clock.clone(),
+        engine: engine_handle,
+    };
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
     let app = http::router(state);

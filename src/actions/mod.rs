@@ -1,8 +1,10 @@
 //! Actions: one file each, behind one trait, registered in `Registry::builtin`.
 
+pub mod approval;
 mod fail;
 mod http_request;
 mod transform;
+pub mod wait;
 
 use alertflow_domain::schema::{self, is_templated};
 use alertflow_domain::workflow::{ActionCatalog, DocError};
@@ -83,6 +85,8 @@ impl Registry {
             Arc::new(http_request::HttpRequest),
             Arc::new(transform::Transform),
             Arc::new(fail::Fail),
+            Arc::new(wait::Wait),
+            Arc::new(approval::Approval),
         ];
         Registry {
             actions: all.into_iter().map(|a| (a.name(), a)).collect(),

@@ -22,6 +22,14 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args, cli.data_dir, cli.config.as_deref()).await,
         Command::Keys(cmd) => keys(&client()?, cmd, format).await,
         Command::Workflows(WorkflowsCmd::Validate { file }) => validate(&file, format),
+        Command::Workflows(WorkflowsCmd::Schema) => {
+            print_json(&super::language::document_schema(&Registry::builtin()));
+            Ok(())
+        }
+        Command::Workflows(WorkflowsCmd::Schedule { id }) => {
+            super::language::schedule(&client()?, &id, format).await
+        }
+        Command::Secrets(cmd) => super::language::secrets(&client()?, cmd, format).await,
         Command::Workflows(cmd) => workflows(&client()?, cmd, cli.output).await,
         Command::Run { id, input, wait } => {
             run(&client()?, &id, input.as_deref(), wait, format).await
@@ -213,7 +221,9 @@ async fn workflows(c: &Client, cmd: WorkflowsCmd, format: Option<Format>) -> Res
                 .await?;
             eprintln!("Deleted workflow {id:?}; its executions stay.");
         }
-        WorkflowsCmd::Validate { .. } => unreachable!("handled offline"),
+        WorkflowsCmd::Validate { .. } | WorkflowsCmd::Schema | WorkflowsCmd::Schedule { .. } => {
+            unreachable!("dispatched in main")
+        }
     }
     Ok(())
 }
@@ -335,6 +345,10 @@ async fn executions(c: &Client, cmd: ExecutionsCmd, format: Format) -> Result<()
                 ]
             });
         }
+        ExecutionsCmd::Cancel { .. }
+        | ExecutionsCmd::Replay { .. }
+        | ExecutionsCmd::Approve { .. }
+        | ExecutionsCmd::Deny { .. } => super::language::control(c, cmd, format).await?,
         ExecutionsCmd::Get { id } => {
             let ex = c.get(&format!("/executions/{}", enc(&id))).await?;
             if format == Format::Json {
@@ -406,6 +420,26 @@ fn print_execution(ex: &Value, raw_input: &[u8]) {
         }
         if let Some(e) = st["error"].as_str() {
             println!("  error: {e}");
+        }
+        for a in st["attempt_log"].as_array().into_iter().flatten() {
+            if let Some(e) = a["error"].as_str() {
+                println!(
+                    "  attempt {} failed at {}: {e}",
+                    s(&a["attempt"]),
+                    s(&a["finished_at"])
+                );
+            }
+        }
+        for item in st["items"].as_array().into_iter().flatten() {
+            println!(
+                "  item {}: {}{}",
+                s(&item["index"]),
+                s(&item["status"]),
+                item["error"]
+                    .as_str()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
         }
     }
 }

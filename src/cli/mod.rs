@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod language;
 mod output;
 
 use crate::config::ServeArgs;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Webhook deliveries received and what became of each
     #[command(subcommand)]
     Events(EventsCmd),
+    /// Secrets that templates read as {{ secrets.NAME }}; stored encrypted, redacted from records
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     /// Print the Alertmanager receiver block for a workflow, with its URL and key filled in
     AlertmanagerConfig {
         /// Workflow id
@@ -126,6 +130,20 @@ pub enum WorkflowsCmd {
         #[arg(short = 'f', long = "file")]
         file: String,
     },
+    /// Print the JSON Schema of the workflow document, with every action's inputs and outputs
+    Schema,
+    /// Print the next fire times of a schedule trigger
+    Schedule { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCmd {
+    /// Set a secret from stdin (one trailing newline is dropped)
+    Set { name: String },
+    /// List secret names (values are never shown)
+    List,
+    /// Delete a secret
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +160,32 @@ pub enum ExecutionsCmd {
     },
     /// Show an execution: its input as received and every step's input, output and status
     Get { id: String },
+    /// Stop a run: a queued or waiting one at once, a running one at its current step
+    Cancel { id: String },
+    /// Run the recorded input again, against the current version or the recorded one
+    Replay {
+        id: String,
+        /// Use the version the run used instead of the current one
+        #[arg(long)]
+        recorded_version: bool,
+    },
+    /// Approve a waiting approval step
+    Approve {
+        id: String,
+        /// The approval step (needed only when several wait)
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a waiting approval step
+    Deny {
+        id: String,
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -4,17 +4,27 @@
 //! (attempt + 1) when the job comes back: at once on this node's restart, or when its lease
 //! runs out on another node.
 
+mod context;
+mod foreach;
 mod run;
+pub mod schedule;
+mod step;
+mod suspend;
+
+pub use suspend::{approval_link, LinkClaims, LinkDecision};
 
 use crate::actions::{Clients, Registry};
+use crate::clock::Clock;
+use crate::crypto::MasterKey;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use alertflow_domain::workflow::Workflow;
-use std::collections::{HashMap, HashSet};
+use alertflow_domain::workflow::{template_names, Split, Workflow};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A job claimed this often without finishing is given up (a step that crashes the process).
 const MAX_CLAIMS: i64 = 10;
@@ -32,9 +42,23 @@ pub struct Engine {
     pub lease: Duration,
     /// Signalled when executions are queued or a running one ends.
     pub wake: Arc<Notify>,
-    pub workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
-    /// Executions running on this node, whose leases the heartbeat keeps.
-    pub running: Mutex<HashSet<String>>,
+    pub workflows: Mutex<HashMap<(String, i64), Arc<Plan>>>,
+    /// Executions running on this node, whose leases the heartbeat keeps, each with the token
+    /// that cancels it.
+    pub running: Mutex<HashMap<String, CancellationToken>>,
+    pub clock: Clock,
+    pub master: MasterKey,
+    /// The base of approval links.
+    pub public_base: String,
+}
+
+/// A workflow version, parsed, with what its runs need to load besides their input.
+pub struct Plan {
+    pub wf: Workflow,
+    /// The `secrets.NAME` its templates read.
+    pub secrets: Vec<String>,
+    /// Runs read and write alert memory (`split: per_alert`).
+    pub memory: bool,
 }
 
 impl Engine {
@@ -46,15 +70,27 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         tokio::spawn(heartbeat(self.clone(), shutdown.clone()));
+        tokio::spawn(schedule::run(self.clone(), shutdown.clone()));
         tokio::spawn(dispatch(self.clone(), concurrency, shutdown))
     }
 
-    fn running_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn running_set(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Stops a run executing on this node at once; false when it runs elsewhere or not at all.
+    pub fn cancel_local(&self, execution_id: &str) -> bool {
+        match self.running_set().get(execution_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A workflow version, parsed once.
-    async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Workflow>, StoreError> {
+    async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Plan>, StoreError> {
         let key = (id.to_string(), version);
         if let Some(wf) = self
             .workflows
@@ -68,7 +104,18 @@ impl Engine {
         let wf: Workflow = serde_json::from_str(&record.document).map_err(|e| {
             StoreError::Unavailable(format!("stored workflow {id} v{version} unreadable: {e}"))
         })?;
-        let wf = Arc::new(wf);
+        let mut secrets: Vec<String> = template_names(&wf, "secrets")
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        let memory = wf.trigger.split() == Split::PerAlert;
+        let wf = Arc::new(Plan {
+            wf,
+            secrets,
+            memory,
+        });
         let mut cache = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= WORKFLOW_CACHE {
             cache.clear();
@@ -93,7 +140,7 @@ async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::
         }
         match engine
             .store
-            .claim_jobs(&engine.node_id, crate::now_ms(), lease_ms, free)
+            .claim_jobs(&engine.node_id, engine.clock.now_ms(), lease_ms, free)
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {
@@ -129,10 +176,12 @@ async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::
 
 /// Runs one claimed execution, then frees its slot and tells the dispatcher.
 async fn run_claimed(engine: Arc<Engine>, id: String, claims: i64, slot: OwnedSemaphorePermit) {
-    engine.running_set().insert(id.clone());
+    let cancel = CancellationToken::new();
+    engine.running_set().insert(id.clone(), cancel.clone());
     // In its own task, so that a panic in an action ends the run, not this bookkeeping.
     let (e, task_id) = (engine.clone(), id.clone());
-    let outcome = tokio::spawn(async move { run::execute(&e, &task_id, claims).await }).await;
+    let outcome =
+        tokio::spawn(async move { run::execute(&e, &task_id, claims, cancel).await }).await;
     match outcome {
         Ok(Ok(())) => {}
         // No longer heartbeated, the job's lease runs out and the run is claimed again.
@@ -154,17 +203,23 @@ async fn heartbeat(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(engine.lease / 3) => {}
             _ = shutdown.changed() => return,
         }
-        let running: Vec<String> = engine.running_set().iter().cloned().collect();
+        let running: Vec<String> = engine.running_set().keys().cloned().collect();
         if running.is_empty() {
             continue;
         }
-        let until = crate::now_ms() + engine.lease.as_millis() as i64;
-        if let Err(e) = engine
+        let until = engine.clock.now_ms() + engine.lease.as_millis() as i64;
+        match engine
             .store
             .extend_leases(&engine.node_id, running, until)
             .await
         {
-            tracing::warn!(error = %e, "cannot extend leases");
+            // Cancels asked for on another node reach this one here.
+            Ok(cancelled) => {
+                for id in cancelled {
+                    engine.cancel_local(&id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot extend leases"),
         }
     }
 }

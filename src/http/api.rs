@@ -4,6 +4,7 @@ use super::views::{
     ApplyView, ErrorView, EventView, ExecutionView, KeyView, RunView, VersionView, WorkflowView,
 };
 use crate::crypto;
+use crate::engine::schedule;
 use crate::error::{Error, Result};
 use crate::ingest::new_id;
 use crate::store::{ExecutionFilter, KeyRecord, NewExecution, StoreError};
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/executions/{id}", get(get_execution))
         .route("/executions/{id}/input", get(execution_input))
         .route("/events", get(list_events))
+        .merge(super::runs::routes())
 }
 
 #[derive(OpenApi)]
@@ -160,7 +162,11 @@ async fn delete_key(State(s): State<AppState>, Path(name): Path<String>) -> Resu
 // --- workflows
 
 fn webhook_url(s: &AppState, wf: &Workflow) -> Option<String> {
-    (wf.trigger.kind != TriggerType::Manual).then(|| format!("{}/hooks/{}", s.public_base, wf.name))
+    matches!(
+        wf.trigger.kind,
+        TriggerType::Prometheus | TriggerType::Webhook
+    )
+    .then(|| format!("{}/hooks/{}", s.public_base, wf.name))
 }
 
 fn parse_stored(document: &str) -> Result<Workflow> {
@@ -174,10 +180,17 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
     let source = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("workflow document is not UTF-8".into()))?;
     let wf = workflow::parse(source, &s.registry).map_err(Error::InvalidWorkflow)?;
+    missing_secrets(&s, &wf).await?;
     let document = serde_json::to_string(&wf).map_err(|e| Error::Internal(e.to_string()))?;
+    let now = s.clock.now_ms();
+    let next_fire_at = (wf.trigger.kind == TriggerType::Schedule)
+        .then(|| schedule::next_fires(&wf.trigger, now, 1))
+        .and_then(|next| next.first().cloned())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.timestamp_millis());
     let saved = s
         .store
-        .save_workflow(wf.name.as_str(), &document, source, now_ms())
+        .save_workflow(wf.name.as_str(), &document, source, next_fire_at, now_ms())
         .await?;
     let known: Vec<String> = s
         .store
@@ -206,6 +219,37 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
         warnings,
     };
     Ok((status, Json(view)).into_response())
+}
+
+/// A workflow that reads a secret the server does not have is refused at apply time, naming
+/// the step and field, rather than failing at its first run.
+async fn missing_secrets(s: &AppState, wf: &Workflow) -> Result<()> {
+    let wanted = workflow::template_names(wf, "secrets");
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let have: Vec<String> = s
+        .store
+        .secrets(None)
+        .await?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let problems: Vec<workflow::DocError> = wanted
+        .into_iter()
+        .filter(|(_, name)| !have.contains(name))
+        .map(|(path, name)| workflow::DocError {
+            path,
+            message: format!(
+                "no secret named {name:?}; set it with `alertflow secrets set {name}`"
+            ),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidWorkflow(problems))
+    }
 }
 
 fn workflow_view(
@@ -317,15 +361,22 @@ async fn run_workflow(
     };
     serde_json::from_slice::<Value>(&input)
         .map_err(|e| Error::NotJson(format!("input is not JSON: {e}")))?;
-    let mut alert_indexes = vec![None];
+    // (alert index, alert key) per run, as the webhook would start them.
+    let mut runs = vec![(None, None)];
     if wf.trigger.kind == TriggerType::Prometheus {
         let n = Notification::parse(&input).map_err(Error::NotAlertmanager)?;
-        if wf.trigger.split() == Split::PerAlert {
-            alert_indexes = (0..n.alerts.len() as i64).map(Some).collect();
-        }
+        runs = match wf.trigger.split() {
+            Split::PerAlert => n
+                .alerts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (Some(i as i64), Some(a.fingerprint.clone())))
+                .collect(),
+            Split::PerNotification => vec![(None, Some(n.group_key.clone()))],
+        };
     }
     let mut ids = Vec::new();
-    for alert_index in alert_indexes {
+    for (alert_index, alert_key) in runs {
         let ex = NewExecution {
             id: new_id(),
             workflow_id: id.clone(),
@@ -333,6 +384,9 @@ async fn run_workflow(
             trigger_type: "manual",
             alert_index,
             input: Some(input.clone()),
+            lock_key: wf.trigger.concurrency.and(alert_key.clone()),
+            alert_key,
+            replay_of: None,
         };
         s.store.create_execution(&ex, now_ms()).await?;
         ids.push(ex.id);

@@ -3,6 +3,7 @@
 
 mod api;
 mod hooks;
+mod runs;
 pub mod views;
 
 use crate::crypto;
@@ -29,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         // The API's description is public, so tools can read it before they have a token.
         app = app
             .route("/api/v1/openapi.json", get(openapi))
-            .nest("/api/v1", api);
+            .nest("/api/v1", api)
+            .merge(runs::public_routes());
     }
     app.layer(middleware::from_fn(access_log)).with_state(state)
 }
@@ -68,11 +70,19 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
         return Error::Unauthenticated.into_response();
     };
     match state.store.token_user(&crypto::digest(token)).await {
-        Ok(Some(_)) => next.run(req).await,
+        Ok(Some(user)) => {
+            let mut req = req;
+            req.extensions_mut().insert(User(user));
+            next.run(req).await
+        }
         Ok(None) => Error::Unauthenticated.into_response(),
         Err(e) => Error::from(e).into_response(),
     }
 }
+
+/// The signed-in user of an API request.
+#[derive(Clone, Debug)]
+pub struct User(pub String);
 
 /// Logs method, path and status. The query string is left out: it may carry `x-api-key`.
 async fn access_log(req: Request, next: Next) -> Response {

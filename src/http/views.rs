@@ -70,6 +70,12 @@ pub struct ExecutionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_index: Option<i64>,
     pub error: Option<String>,
+    /// The execution this one replays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+    /// When a resolved notification for this run's alert arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
     /// The body received, embedded as it came (same bytes, same escapes).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -95,6 +101,14 @@ pub struct StepView {
     pub error: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Every attempt with its error, when the step was retried or failed.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
+    pub attempt_log: Value,
+    /// A foreach step's items: index, status, attempts, output, error.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    #[schema(value_type = Object)]
+    pub items: Value,
 }
 
 impl ExecutionView {
@@ -110,6 +124,8 @@ impl ExecutionView {
             },
             alert_index: e.alert_index,
             error: e.error,
+            replay_of: e.replay_of,
+            resolved_at: e.resolved_at.map(rfc3339),
             input: None,
             created_at: rfc3339(e.created_at),
             started_at: e.started_at.map(rfc3339),
@@ -140,6 +156,8 @@ impl ExecutionView {
                     error: r.error.clone(),
                     started_at: r.started_at.map(rfc3339),
                     finished_at: r.finished_at.map(rfc3339),
+                    attempt_log: stored_json(&r.attempt_log),
+                    items: stored_json(&r.items),
                 },
                 None => StepView {
                     id: s.id.clone(),
@@ -151,6 +169,8 @@ impl ExecutionView {
                     error: None,
                     started_at: None,
                     finished_at: None,
+                    attempt_log: Value::Null,
+                    items: Value::Null,
                 },
             })
             .collect();

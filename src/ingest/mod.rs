@@ -5,7 +5,7 @@ use crate::crypto;
 use crate::error::Error;
 use crate::store::{NewEvent, NewExecution};
 use crate::AppState;
-use alertflow_domain::alertmanager::{Notification, NotificationError};
+use alertflow_domain::alertmanager::{AlertStatus, Notification, NotificationError};
 use alertflow_domain::template::eval_condition;
 use alertflow_domain::workflow::{Split, TriggerType, Workflow};
 use bytes::Bytes;
@@ -79,6 +79,8 @@ async fn record_rejection(
         touch_key: false,
         body: key_name.and(delivery.body.clone()),
         dedupe: None,
+        max_runs: None,
+        resolved_keys: vec![],
         executions: vec![],
     };
     if let Err(err) = state.store.ingest(event).await {
@@ -124,10 +126,12 @@ async fn decide(
             workflow: d.workflow_id.clone(),
         });
     }
-    if trigger.kind == TriggerType::Manual {
+    if matches!(trigger.kind, TriggerType::Manual | TriggerType::Schedule) {
         return Err(Error::NotFound(format!(
-            "workflow {:?} has a manual trigger and no webhook; start it with `alertflow run {}`",
-            d.workflow_id, d.workflow_id
+            "workflow {:?} has a {} trigger and no webhook; start it with `alertflow run {}`",
+            d.workflow_id,
+            trigger.kind.as_str(),
+            d.workflow_id
         )));
     }
     let body = d
@@ -152,6 +156,11 @@ async fn decide(
 
     let mut dedupe = None;
     let mut alert_count = None;
+    // The alert each run is about (fingerprint per alert, else the group), and what this
+    // delivery reports resolved: that wakes runs waiting `until_resolved`.
+    let mut alert_keys: Vec<String> = Vec::new();
+    let mut group_key = None;
+    let mut resolved_keys = Vec::new();
     if trigger.kind == TriggerType::Prometheus {
         if !json.is_object() {
             return Err(Error::NotAlertmanager(NotificationError {
@@ -165,6 +174,17 @@ async fn decide(
             trigger.dedupe_window().as_std().as_millis() as i64,
         ));
         alert_count = Some(n.alerts.len());
+        alert_keys = n.alerts.iter().map(|a| a.fingerprint.clone()).collect();
+        resolved_keys = n
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Resolved)
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        if n.status == AlertStatus::Resolved {
+            resolved_keys.push(n.group_key.clone());
+        }
+        group_key = Some(n.group_key);
     }
 
     // Which runs to start: one per notification, or one per alert; `when` filters each.
@@ -198,13 +218,22 @@ async fn decide(
     };
     let executions = chosen
         .into_iter()
-        .map(|alert_index| NewExecution {
-            id: new_id(),
-            workflow_id: d.workflow_id.clone(),
-            version: record.version,
-            trigger_type,
-            alert_index: alert_index.map(|i| i as i64),
-            input: None,
+        .map(|alert_index| {
+            let alert_key = match alert_index {
+                Some(i) => alert_keys.get(i).cloned(),
+                None => group_key.clone(),
+            };
+            NewExecution {
+                id: new_id(),
+                workflow_id: d.workflow_id.clone(),
+                version: record.version,
+                trigger_type,
+                alert_index: alert_index.map(|i| i as i64),
+                input: None,
+                lock_key: trigger.concurrency.and(alert_key.clone()),
+                alert_key,
+                replay_of: None,
+            }
         })
         .collect();
     Ok(NewEvent {
@@ -218,6 +247,11 @@ async fn decide(
         key_name: Some(key.name),
         body: Some(body),
         dedupe,
+        max_runs: trigger
+            .max_runs
+            .as_ref()
+            .map(|m| (m.count as i64, m.per.as_std().as_millis() as i64)),
+        resolved_keys,
         executions,
     })
 }

@@ -17,6 +17,10 @@ pub enum StoreError {
     /// The database could not be reached or refused the write: transient, worth a retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The record is not in a state that allows this (a decision on a step that is not
+    /// waiting, say); the message says why.
+    #[error("{0}")]
+    State(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -80,6 +84,11 @@ pub struct NewEvent {
     pub body: Option<Bytes>,
     /// Duplicate detection: the delivery's identity and how far back to look.
     pub dedupe: Option<(String, i64)>,
+    /// `max_runs`: at most this many runs of the workflow in this many milliseconds.
+    pub max_runs: Option<(i64, i64)>,
+    /// Alert keys (fingerprints, and the groupKey when the whole group resolved) that this
+    /// delivery reports resolved: runs waiting on them wake.
+    pub resolved_keys: Vec<String>,
     pub executions: Vec<NewExecution>,
 }
 
@@ -92,6 +101,11 @@ pub struct NewExecution {
     pub alert_index: Option<i64>,
     /// Only for runs without an event (manual); webhook runs read the event's body.
     pub input: Option<Bytes>,
+    /// The alert the run is about (fingerprint under `split: per_alert`, else groupKey).
+    pub alert_key: Option<String>,
+    /// Set under `concurrency: per_alert`: runs with one key run one at a time, in order.
+    pub lock_key: Option<String>,
+    pub replay_of: Option<String>,
 }
 
 /// What became of a delivery once written.
@@ -122,6 +136,10 @@ pub struct ExecutionRecord {
     pub event_id: Option<String>,
     pub alert_index: Option<i64>,
     pub error: Option<String>,
+    pub alert_key: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub replay_of: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -145,6 +163,52 @@ pub struct StepRecord {
     pub error: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// JSON: every attempt with its error.
+    pub attempt_log: Option<String>,
+    /// JSON: a foreach step's items.
+    pub items: Option<String>,
+}
+
+/// Values a succeeded step leaves in an alert's memory, written with the step.
+#[derive(Debug, Clone)]
+pub struct Remember {
+    pub workflow_id: String,
+    pub fingerprint: String,
+    /// Name to JSON value; null forgets the name.
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApprovalRecord {
+    pub step_id: String,
+    pub decision: String,
+    pub decided_by: String,
+    pub decided_at: i64,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretRecord {
+    pub name: String,
+    pub value_enc: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued or waiting: it is cancelled now.
+    Cancelled,
+    /// A worker is running it: it stops at once there.
+    Requested,
+}
+
+#[derive(Debug, Clone)]
+pub struct DueSchedule {
+    pub workflow_id: String,
+    pub version: i64,
+    pub next_fire_at: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,11 +255,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_key(&self, name: &str) -> Result<()>;
 
     // workflows
+    /// Saves a new version (or nothing when unchanged); `next_fire_at` keeps the schedule of
+    /// a schedule trigger (None removes it).
     async fn save_workflow(
         &self,
         id: &str,
         document: &str,
         source: &str,
+        next_fire_at: Option<i64>,
         now: i64,
     ) -> Result<SaveOutcome>;
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>>;
@@ -226,13 +293,57 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, i64)>>;
-    /// Keeps the leases this node holds on these executions' jobs.
-    async fn extend_leases(&self, node: &str, execution_ids: Vec<String>, until: i64)
-        -> Result<()>;
+    /// Keeps the leases this node holds on these executions' jobs; returns those of them
+    /// that someone asked to cancel.
+    async fn extend_leases(
+        &self,
+        node: &str,
+        execution_ids: Vec<String>,
+        until: i64,
+    ) -> Result<Vec<String>>;
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// The execution, its input and, unless `fresh` (first claim: nothing ran yet), its steps.
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState>;
-    async fn save_step(&self, execution_id: &str, step: &StepRecord) -> Result<()>;
+    /// Saves a step's state, with what it leaves in the alert's memory, in one transaction.
+    async fn save_step(
+        &self,
+        execution_id: &str,
+        step: &StepRecord,
+        remember: Option<&Remember>,
+    ) -> Result<()>;
+    /// Puts a run aside until `run_at` (a wait, an approval, a retry's backoff): it holds no
+    /// worker, and the job comes back then, or earlier when woken.
+    async fn park(&self, execution_id: &str, run_at: i64) -> Result<()>;
+    /// Cancels a queued or waiting run, or asks the worker running it to stop.
+    async fn cancel(&self, execution_id: &str, now: i64) -> Result<CancelOutcome>;
+    /// Records a decision on a waiting approval step and wakes its run; a second decision is
+    /// `State`.
+    async fn decide(&self, execution_id: &str, decision: &ApprovalRecord) -> Result<()>;
+    async fn approvals(&self, execution_id: &str) -> Result<Vec<ApprovalRecord>>;
+    async fn memory(
+        &self,
+        workflow_id: &str,
+        fingerprint: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>>;
+
+    // secrets
+    async fn set_secret(&self, name: &str, value_enc: Vec<u8>, now: i64) -> Result<bool>;
+    /// Names and times only (values stay encrypted), or the values of the names given.
+    async fn secrets(&self, names: Option<Vec<String>>) -> Result<Vec<SecretRecord>>;
+    async fn delete_secret(&self, name: &str) -> Result<()>;
+
+    // schedules
+    async fn due_schedules(&self, now: i64) -> Result<Vec<DueSchedule>>;
+    /// Fires a schedule if no other node did: moves its next fire time from `expected` to
+    /// `next` and queues the run, in one transaction. False when another node was first.
+    async fn fire_schedule(
+        &self,
+        expected: &DueSchedule,
+        next: i64,
+        execution: &NewExecution,
+        now: i64,
+    ) -> Result<bool>;
+    async fn next_fire_at(&self, workflow_id: &str) -> Result<Option<i64>>;
     /// Ends the execution and removes its job, in one transaction.
     async fn finish_execution(
         &self,

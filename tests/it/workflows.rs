@@ -139,8 +139,18 @@ async fn validate_works_offline_and_names_every_problem() {
     assert!(!out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    let expected = json!({"path": "steps[0].uses", "message": "unknown action \"nope\" (known: fail, http.request, transform)"});
-    assert!(v["errors"].as_array().unwrap().contains(&expected), "{v}");
+    let unknown = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "steps[0].uses")
+        .expect("the unknown action is reported at its path");
+    let message = unknown["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown action \"nope\" (known: "),
+        "{message}"
+    );
+    assert!(message.contains("http.request"), "{message}");
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notify.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))

@@ -85,6 +85,10 @@ pub fn next(wf: &Workflow, statuses: &[StepStatus]) -> Next {
         .zip(statuses)
         .any(|(s, st)| *st == StepStatus::Failed && s.on_error == OnError::Fail);
     for (i, st) in statuses.iter().enumerate() {
+        // A waiting step (a wait, an approval, a retry's backoff) resumes where it stopped.
+        if *st == StepStatus::Waiting {
+            return Next::Run(i);
+        }
         if *st != StepStatus::Pending {
             continue;
         }
@@ -173,6 +177,12 @@ mod tests {
             Next::Skip(1, "every step it needs was skipped")
         );
         assert_eq!(next(&w, &[Skipped, Skipped, Pending]), Next::Run(2));
+    }
+
+    #[test]
+    fn a_waiting_step_resumes_first() {
+        let w = wf("  - {id: a, uses: x}\n  - {id: b, uses: x, needs: []}\n");
+        assert_eq!(next(&w, &[Waiting, Pending]), Next::Run(0));
     }
 
     #[test]

@@ -309,6 +309,7 @@ pub fn key_names(wf: &Workflow) -> BTreeSet<&str> {
     wf.trigger.api_keys.iter().map(String::as_str).collect()
 }
 
+pub mod json_schema;
 mod validate;
 pub use validate::{template_names, validate};
 

@@ -1,3 +1,4 @@
+mod language;
 mod writer;
 
 use super::*;
@@ -93,6 +94,10 @@ fn execution_from_row(r: &sqlx::sqlite::SqliteRow) -> ExecutionRecord {
         event_id: r.get("event_id"),
         alert_index: r.get("alert_index"),
         error: r.get("error"),
+        alert_key: r.get("alert_key"),
+        resolved_at: r.get("resolved_at"),
+        cancel_requested: r.get::<i64, _>("cancel_requested") != 0,
+        replay_of: r.get("replay_of"),
         created_at: r.get("created_at"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
@@ -110,12 +115,14 @@ fn step_from_row(r: &sqlx::sqlite::SqliteRow) -> StepRecord {
         error: r.get("error"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
+        attempt_log: r.get("attempt_log"),
+        items: r.get("items"),
     }
 }
 
-const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type, event_id, alert_index, error, created_at, started_at, finished_at";
+const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type, event_id, alert_index, error, alert_key, resolved_at, cancel_requested, replay_of, created_at, started_at, finished_at";
 const STEP_COLUMNS: &str =
-    "step_id, position, status, attempts, input, output, error, started_at, finished_at";
+    "step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items";
 const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
 
 #[async_trait]
@@ -256,6 +263,7 @@ impl Store for SqliteStore {
         id: &str,
         document: &str,
         source: &str,
+        next_fire_at: Option<i64>,
         now: i64,
     ) -> Result<SaveOutcome> {
         let (id, document, source) = (id.to_string(), document.to_string(), source.to_string());
@@ -263,7 +271,14 @@ impl Store for SqliteStore {
             .write((id, document, source), move |c, args| {
                 async move {
                     let (id, document, source) = &*args;
-                    save_workflow(c, id, document, source, now).await
+                    let outcome = save_workflow(c, id, document, source, now).await?;
+                    match next_fire_at {
+                        // An unchanged schedule keeps its next fire time.
+                        Some(at) => sqlx::query("INSERT INTO schedules (workflow_id, next_fire_at) VALUES (?, ?) ON CONFLICT (workflow_id) DO UPDATE SET next_fire_at = CASE WHEN ? THEN schedules.next_fire_at ELSE excluded.next_fire_at END")
+                            .bind(id.as_str()).bind(at).bind(outcome.unchanged).execute(&mut *c).await?,
+                        None => sqlx::query("DELETE FROM schedules WHERE workflow_id = ?").bind(id.as_str()).execute(&mut *c).await?,
+                    };
+                    Ok(outcome)
                 }
                 .boxed()
             })
@@ -311,7 +326,24 @@ impl Store for SqliteStore {
     }
 
     async fn delete_workflow(&self, id: &str) -> Result<()> {
-        self.delete_one("DELETE FROM workflows WHERE id = ?", id)
+        self.writer
+            .write(id.to_string(), move |c, id| {
+                async move {
+                    sqlx::query("DELETE FROM schedules WHERE workflow_id = ?")
+                        .bind(id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                    let done = sqlx::query("DELETE FROM workflows WHERE id = ?")
+                        .bind(id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
             .await
     }
 
@@ -410,14 +442,18 @@ impl Store for SqliteStore {
                     let node = &*args;
                     let claimed: Vec<(String, i64)> = sqlx::query_as(
                         "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, claims = claims + 1 WHERE execution_id IN (
-                            SELECT execution_id FROM jobs WHERE run_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3)
-                            ORDER BY run_at LIMIT ?4) RETURNING execution_id, claims",
+                            SELECT j.execution_id FROM jobs j JOIN executions x ON x.id = j.execution_id
+                            WHERE j.run_at <= ?3 AND (j.lease_until IS NULL OR j.lease_until < ?3)
+                              AND (x.lock_key IS NULL OR NOT EXISTS (
+                                SELECT 1 FROM executions o WHERE o.workflow_id = x.workflow_id AND o.lock_key = x.lock_key
+                                  AND o.id < x.id AND o.status IN ('pending', 'running', 'waiting')))
+                            ORDER BY j.run_at LIMIT ?4) RETURNING execution_id, claims",
                     )
                     .bind(node).bind(now + lease_ms).bind(now).bind(limit as i64)
                     .fetch_all(&mut *c).await?;
                     if !claimed.is_empty() {
                         let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
-                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running')")
+                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running', 'waiting')")
                             .bind(now).bind(serde_json::to_string(&ids).unwrap_or_default())
                             .execute(&mut *c).await?;
                     }
@@ -433,7 +469,7 @@ impl Store for SqliteStore {
         node: &str,
         execution_ids: Vec<String>,
         until: i64,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let ids = serde_json::to_string(&execution_ids).unwrap_or_default();
         self.writer
             .write((node.to_string(), ids), move |c, args| {
@@ -442,7 +478,9 @@ impl Store for SqliteStore {
                     sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND execution_id IN (SELECT value FROM json_each(?))")
                         .bind(until).bind(node).bind(ids)
                         .execute(&mut *c).await?;
-                    Ok(())
+                    let cancelled: Vec<String> = sqlx::query_scalar("SELECT id FROM executions WHERE cancel_requested = 1 AND id IN (SELECT value FROM json_each(?))")
+                        .bind(ids).fetch_all(&mut *c).await?;
+                    Ok(cancelled)
                 }
                 .boxed()
             })
@@ -467,6 +505,7 @@ impl Store for SqliteStore {
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
         let row = sqlx::query(
             "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
+                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
                     x.created_at, x.started_at, x.finished_at, COALESCE(x.input, e.body) AS body
              FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
         )
@@ -493,22 +532,32 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn save_step(&self, execution_id: &str, s: &StepRecord) -> Result<()> {
-        let (id, s) = (execution_id.to_string(), s.clone());
+    async fn save_step(
+        &self,
+        execution_id: &str,
+        s: &StepRecord,
+        remember: Option<&Remember>,
+    ) -> Result<()> {
+        let (id, s, remember) = (execution_id.to_string(), s.clone(), remember.cloned());
         self.writer
-            .write((id, s), move |c, args| {
+            .write((id, s, remember), move |c, args| {
                 async move {
-                    let (id, s) = &*args;
+                    let (id, s, remember) = &*args;
                     sqlx::query(
-                        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                          ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
                            input = excluded.input, output = excluded.output, error = excluded.error,
-                           started_at = excluded.started_at, finished_at = excluded.finished_at",
+                           started_at = excluded.started_at, finished_at = excluded.finished_at,
+                           attempt_log = excluded.attempt_log, items = excluded.items",
                     )
                     .bind(id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
                     .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
+                    .bind(&s.attempt_log).bind(&s.items)
                     .execute(&mut *c).await?;
+                    if let Some(r) = remember {
+                        language::remember(c, r, s.finished_at.unwrap_or_default()).await?;
+                    }
                     Ok(())
                 }
                 .boxed()
@@ -541,6 +590,50 @@ impl Store for SqliteStore {
                 .boxed()
             })
             .await
+    }
+
+    async fn park(&self, execution_id: &str, run_at: i64) -> Result<()> {
+        self.park_run(execution_id, run_at).await
+    }
+    async fn cancel(&self, execution_id: &str, now: i64) -> Result<CancelOutcome> {
+        self.cancel_run(execution_id, now).await
+    }
+    async fn decide(&self, execution_id: &str, decision: &ApprovalRecord) -> Result<()> {
+        self.decide_approval(execution_id, decision).await
+    }
+    async fn approvals(&self, execution_id: &str) -> Result<Vec<ApprovalRecord>> {
+        self.list_approvals(execution_id).await
+    }
+    async fn memory(
+        &self,
+        workflow_id: &str,
+        fingerprint: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        self.load_memory(workflow_id, fingerprint).await
+    }
+    async fn set_secret(&self, name: &str, value_enc: Vec<u8>, now: i64) -> Result<bool> {
+        self.put_secret(name, value_enc, now).await
+    }
+    async fn secrets(&self, names: Option<Vec<String>>) -> Result<Vec<SecretRecord>> {
+        self.read_secrets(names).await
+    }
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.remove_secret(name).await
+    }
+    async fn due_schedules(&self, now: i64) -> Result<Vec<DueSchedule>> {
+        self.schedules_due(now).await
+    }
+    async fn fire_schedule(
+        &self,
+        expected: &DueSchedule,
+        next: i64,
+        execution: &NewExecution,
+        now: i64,
+    ) -> Result<bool> {
+        self.fire(expected, next, execution, now).await
+    }
+    async fn next_fire_at(&self, workflow_id: &str) -> Result<Option<i64>> {
+        self.schedule_of(workflow_id).await
     }
 }
 
@@ -620,11 +713,32 @@ async fn ingest(c: &mut SqliteConnection, ev: &NewEvent) -> Result<Ingested> {
             reason = Some(format!("same notification as event {original}"));
         }
     }
-    let executions: Vec<String> = if outcome == "started" {
-        ev.executions.iter().map(|e| e.id.clone()).collect()
+    let mut admitted: &[NewExecution] = if outcome == "started" {
+        &ev.executions
     } else {
-        Vec::new()
+        &[]
     };
+    if let (Some((count, per_ms)), false) = (ev.max_runs, admitted.is_empty()) {
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM executions WHERE workflow_id = ? AND created_at > ? AND event_id IS NOT NULL",
+        )
+        .bind(&ev.workflow_id).bind(ev.received_at - per_ms)
+        .fetch_one(&mut *c).await?;
+        let room = (count - recent).max(0) as usize;
+        if room < admitted.len() {
+            let held = admitted.len() - room;
+            reason = Some(format!(
+                "max_runs: {held} of {} run(s) held back ({count} per {}s)",
+                admitted.len(),
+                per_ms / 1000
+            ));
+            if room == 0 {
+                outcome = "throttled";
+            }
+            admitted = &admitted[..room];
+        }
+    }
+    let executions: Vec<String> = admitted.iter().map(|e| e.id.clone()).collect();
     sqlx::query(
         "INSERT INTO events (id, workflow_id, received_at, outcome, status_code, reason, key_name, dedupe_key, executions, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -633,10 +747,11 @@ async fn ingest(c: &mut SqliteConnection, ev: &NewEvent) -> Result<Ingested> {
     .bind(serde_json::to_string(&executions).unwrap_or_default())
     .bind(ev.body.as_deref())
     .execute(&mut *c).await?;
-    if outcome == "started" {
-        for ex in &ev.executions {
-            insert_execution(c, ex, Some(&ev.id), ev.received_at).await?;
-        }
+    for ex in admitted {
+        insert_execution(c, ex, Some(&ev.id), ev.received_at).await?;
+    }
+    if !ev.resolved_keys.is_empty() {
+        language::mark_resolved(c, &ev.workflow_id, &ev.resolved_keys, ev.received_at).await?;
     }
     if let Some(key) = ev.key_name.as_ref().filter(|_| ev.touch_key) {
         sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE name = ?")
@@ -658,10 +773,12 @@ async fn insert_execution(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, created_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
-    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref()).bind(now)
+    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref())
+    .bind(&ex.alert_key).bind(&ex.lock_key).bind(&ex.replay_of).bind(now)
     .execute(&mut *c).await?;
     sqlx::query("INSERT INTO jobs (execution_id, run_at) VALUES (?, ?)")
         .bind(&ex.id)

@@ -34,6 +34,8 @@ fn event(id: &str, dedupe: &str) -> NewEvent {
         touch_key: false,
         body: Some(Bytes::from_static(b"{}")),
         dedupe: Some((dedupe.into(), 60_000)),
+        max_runs: None,
+        resolved_keys: vec![],
         executions: vec![],
     }
 }

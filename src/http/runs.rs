@@ -1,0 +1,363 @@
+//! `/api/v1`: cancel, replay and approve runs; secrets; schedules. And the signed approval
+//! links, which need no sign-in (the link is the credential).
+
+use super::User;
+use crate::actions::approval;
+use crate::engine::{schedule, LinkDecision};
+use crate::error::{Error, Result};
+use crate::ingest::new_id;
+use crate::store::{ApprovalRecord, CancelOutcome, NewExecution, StoreError};
+use crate::{rfc3339, AppState};
+use alertflow_domain::workflow::{TriggerType, Workflow};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/executions/{id}/cancel", post(cancel))
+        .route("/executions/{id}/replay", post(replay))
+        .route("/executions/{id}/approval", post(decide))
+        .route("/workflows/{id}/schedule", get(next_fires))
+        .route("/secrets", get(list_secrets))
+        .route("/secrets/{name}", put(set_secret).delete(delete_secret))
+}
+
+/// Routes outside the token check.
+pub fn public_routes() -> Router<AppState> {
+    Router::new().route("/approvals/{token}", get(link_page).post(link_decide))
+}
+
+fn not_found(what: String) -> impl Fn(StoreError) -> Error {
+    move |e| match e {
+        StoreError::NotFound => Error::NotFound(what.clone()),
+        e => e.into(),
+    }
+}
+
+async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    let outcome = s
+        .store
+        .cancel(&id, s.clock.now_ms())
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    let status = match outcome {
+        CancelOutcome::Cancelled => "cancelled",
+        CancelOutcome::Requested => {
+            // Here at once; on another node, at its next heartbeat.
+            if let Some(engine) = &s.engine {
+                engine.cancel_local(&id);
+            }
+            "cancelling"
+        }
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": status})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct ReplayRequest {
+    /// `current` (default): the workflow as it is now; `recorded`: the version the run used.
+    #[serde(default)]
+    version: Option<String>,
+}
+
+fn trigger_name(stored: &str) -> &'static str {
+    [
+        TriggerType::Prometheus,
+        TriggerType::Webhook,
+        TriggerType::Manual,
+        TriggerType::Schedule,
+    ]
+    .into_iter()
+    .map(TriggerType::as_str)
+    .find(|t| *t == stored)
+    .unwrap_or("manual")
+}
+
+async fn replay(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<ReplayRequest>>,
+) -> Result<Response> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let (ex, _) = s
+        .store
+        .get_execution(&id)
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    let version = match req.version.as_deref() {
+        None | Some("current") => None,
+        Some("recorded") => Some(ex.version),
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "version: {other:?} is neither \"current\" nor \"recorded\""
+            )))
+        }
+    };
+    let record = s
+        .store
+        .get_workflow(&ex.workflow_id, version)
+        .await
+        .map_err(not_found(format!(
+            "no workflow {:?} to replay against",
+            ex.workflow_id
+        )))?;
+    let wf: Workflow = serde_json::from_str(&record.document)
+        .map_err(|e| Error::Internal(format!("stored workflow unreadable: {e}")))?;
+    let input = s.store.execution_input(&id).await?;
+    let new = NewExecution {
+        id: new_id(),
+        workflow_id: ex.workflow_id.clone(),
+        version: record.version,
+        trigger_type: trigger_name(&ex.trigger_type),
+        alert_index: ex.alert_index,
+        input: Some(input),
+        lock_key: wf.trigger.concurrency.and(ex.alert_key.clone()),
+        alert_key: ex.alert_key.clone(),
+        replay_of: Some(id),
+    };
+    s.store.create_execution(&new, s.clock.now_ms()).await?;
+    s.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"executions": [new.id], "version": record.version})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct DecisionRequest {
+    /// The approval step; may be left out when one step is waiting.
+    step: Option<String>,
+    /// `approve` or `deny`.
+    decision: String,
+    comment: Option<String>,
+}
+
+fn decision_word(d: &str) -> Result<&'static str> {
+    match d {
+        "approve" | "approved" => Ok("approved"),
+        "deny" | "denied" => Ok("denied"),
+        other => Err(Error::BadRequest(format!(
+            "decision: {other:?} is neither \"approve\" nor \"deny\""
+        ))),
+    }
+}
+
+async fn decide(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    Json(req): Json<DecisionRequest>,
+) -> Result<Response> {
+    let decision = decision_word(&req.decision)?;
+    let (_, steps) = s
+        .store
+        .get_execution(&id)
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    let step_id = match req.step {
+        Some(step) => step,
+        None => {
+            let waiting: Vec<&str> = steps
+                .iter()
+                .filter(|st| {
+                    st.status == "waiting"
+                        && crate::store::stored_json(&st.output)
+                            .get("approve_url")
+                            .is_some()
+                })
+                .map(|st| st.step_id.as_str())
+                .collect();
+            match waiting.as_slice() {
+                [one] => one.to_string(),
+                [] => {
+                    return Err(Error::Conflict(format!(
+                        "execution {id} is not waiting for an approval"
+                    )))
+                }
+                _ => {
+                    return Err(Error::BadRequest(format!(
+                        "several approvals wait ({}); name the step",
+                        waiting.join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    if let Some(rec) = steps.iter().find(|st| st.step_id == step_id) {
+        let approvers = approval::approvers(&crate::store::stored_json(&rec.input));
+        if !approvers.is_empty() && !approvers.contains(&user.0) {
+            return Err(Error::Forbidden(format!(
+                "{} is not among the approvers of step {step_id:?} ({})",
+                user.0,
+                approvers.join(", ")
+            )));
+        }
+    }
+    record_decision(&s, &id, &step_id, decision, &user.0, req.comment).await?;
+    Ok(
+        Json(json!({"execution": id, "step": step_id, "decision": decision, "by": user.0}))
+            .into_response(),
+    )
+}
+
+async fn record_decision(
+    s: &AppState,
+    id: &str,
+    step: &str,
+    decision: &str,
+    by: &str,
+    comment: Option<String>,
+) -> Result<()> {
+    let record = ApprovalRecord {
+        step_id: step.to_string(),
+        decision: decision.to_string(),
+        decided_by: by.to_string(),
+        decided_at: s.clock.now_ms(),
+        comment,
+    };
+    s.store
+        .decide(id, &record)
+        .await
+        .map_err(not_found(format!("no execution {id:?}")))?;
+    s.wake.notify_one();
+    Ok(())
+}
+
+fn link_claims(s: &AppState, token: &str) -> Result<crate::engine::LinkClaims> {
+    s.master
+        .verify(token)
+        .and_then(|payload| serde_json::from_slice(&payload).ok())
+        .ok_or_else(|| Error::NotFound("this approval link is not valid".into()))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A page with one button: a GET never decides, so link previews in chat cannot approve.
+async fn link_page(State(s): State<AppState>, Path(token): Path<String>) -> Result<Response> {
+    let claims = link_claims(&s, &token)?;
+    let verb = match claims.decision {
+        LinkDecision::Approve => "Approve",
+        LinkDecision::Deny => "Deny",
+    };
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><title>{verb} - alertflow</title>\
+         <p>{verb} step <b>{}</b> of execution <code>{}</code>?</p>\
+         <form method=post><button type=submit>{verb}</button></form>",
+        escape(&claims.step),
+        escape(&claims.execution)
+    );
+    Ok(Html(page).into_response())
+}
+
+async fn link_decide(State(s): State<AppState>, Path(token): Path<String>) -> Result<Response> {
+    let claims = link_claims(&s, &token)?;
+    let decision = match claims.decision {
+        LinkDecision::Approve => "approved",
+        LinkDecision::Deny => "denied",
+    };
+    record_decision(&s, &claims.execution, &claims.step, decision, "link", None).await?;
+    Ok(Html(format!(
+        "<!doctype html><meta charset=utf-8><title>alertflow</title><p>Step <b>{}</b>: {decision}.</p>",
+        escape(&claims.step)
+    ))
+    .into_response())
+}
+
+async fn next_fires(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    let record = s
+        .store
+        .get_workflow(&id, None)
+        .await
+        .map_err(not_found(format!("no workflow {id:?}")))?;
+    let wf: Workflow = serde_json::from_str(&record.document)
+        .map_err(|e| Error::Internal(format!("stored workflow unreadable: {e}")))?;
+    if wf.trigger.kind != TriggerType::Schedule {
+        return Err(Error::NotFound(format!(
+            "workflow {id:?} has no schedule trigger"
+        )));
+    }
+    let stored = s.store.next_fire_at(&id).await?;
+    let next = schedule::next_fires(&wf.trigger, s.clock.now_ms(), 10);
+    Ok(Json(json!({
+        "workflow": id,
+        "cron": wf.trigger.cron,
+        "timezone": wf.trigger.timezone.as_deref().unwrap_or("UTC"),
+        "every": wf.trigger.every.map(|d| d.to_string()),
+        "next_fire_at": stored.map(rfc3339),
+        "next": next,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct SecretValue {
+    value: String,
+}
+
+fn check_secret_name(name: &str) -> Result<()> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "invalid secret name {name:?}: use letters, digits and '_', so templates can say secrets.NAME"
+        )))
+    }
+}
+
+async fn set_secret(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<SecretValue>,
+) -> Result<Response> {
+    check_secret_name(&name)?;
+    let value = body.value.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(Error::BadRequest(format!("secret {name:?}: empty value")));
+    }
+    let created = s
+        .store
+        .set_secret(&name, s.master.encrypt(value.as_bytes()), s.clock.now_ms())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({"name": name, "created": created}))).into_response())
+}
+
+async fn list_secrets(State(s): State<AppState>) -> Result<Json<Value>> {
+    let list: Vec<Value> = s
+        .store
+        .secrets(None)
+        .await?
+        .into_iter()
+        .map(|r| json!({"name": r.name, "created_at": rfc3339(r.created_at), "updated_at": rfc3339(r.updated_at)}))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+async fn delete_secret(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
+    s.store
+        .delete_secret(&name)
+        .await
+        .map_err(not_found(format!("no secret {name:?}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}
