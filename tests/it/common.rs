@@ -13,6 +13,8 @@ pub struct TestApp {
     pub token: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The engine's clock: tests move it forward instead of sleeping.
+    pub clock: alertflow::clock::Clock,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -30,6 +32,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Confi
     let mut config = Config::with_data_dir(dir.path().to_path_buf());
     config.workers = 4;
     adjust(&mut config);
+    let clock = config.clock.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -43,6 +46,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Confi
         token: token.trim().to_string(),
         http: reqwest::Client::new(),
         dir,
+        clock,
         stop: Some(stop),
         task: Some(task),
     }
@@ -164,6 +168,28 @@ impl TestApp {
             .then_some(ex)
         })
         .await
+    }
+
+    /// Waits until the execution has this status and returns it.
+    pub async fn reaches(&self, id: &str, status: &str) -> Value {
+        wait_for(|| async {
+            let ex = self.execution(id).await;
+            (ex["status"] == status).then_some(ex)
+        })
+        .await
+    }
+
+    /// Starts a manual run and returns its execution id.
+    pub async fn start(&self, workflow: &str, input: Value) -> String {
+        let (status, v) = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/workflows/{workflow}/run"),
+                Some(input),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        v["executions"][0].as_str().unwrap().to_string()
     }
 
     pub async fn events(&self, workflow: &str) -> Vec<Value> {

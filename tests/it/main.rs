@@ -5,5 +5,6 @@ mod alertmanager_e2e;
 mod common;
 mod engine;
 mod ingress;
+mod language;
 mod restart;
 mod workflows;
