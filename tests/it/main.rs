@@ -7,4 +7,5 @@ mod engine;
 mod ingress;
 mod language;
 mod restart;
+mod secrets;
 mod workflows;

@@ -246,3 +246,34 @@ async fn webhook_urls_use_the_public_url() {
         "https://alertflow.example.com/hooks/disk-full"
     );
 }
+
+#[tokio::test]
+async fn the_schema_command_describes_the_document_and_every_action() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args(["workflows", "schema"])
+        .env("ALERTFLOW_SERVER", "http://127.0.0.1:1")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uses: Vec<&str> = schema["$defs"]["step"]["properties"]["uses"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for action in ["http.request", "transform", "fail", "wait", "approval"] {
+        assert!(uses.contains(&action), "{uses:?}");
+        assert!(
+            schema["x-actions"][action]["inputs"].is_object(),
+            "{action}"
+        );
+    }
+    // The same description is what validate checks `with` against.
+    assert_eq!(
+        schema["x-actions"]["http.request"]["inputs"]["required"],
+        json!(["url"])
+    );
+    assert!(schema["x-actions"]["wait"]["outputs"]["properties"]["reason"].is_object());
+}

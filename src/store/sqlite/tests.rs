@@ -95,3 +95,43 @@ async fn duplicates_are_decided_inside_the_batch() {
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "duplicate").count(), 9);
 }
+
+#[tokio::test]
+async fn a_schedule_fires_once_when_two_nodes_race() {
+    let (store, _dir) = store().await;
+    let doc = r#"{"name":"s","trigger":{"type":"schedule","every":"1m"},"steps":[{"id":"a","uses":"fail"}]}"#;
+    store
+        .save_workflow("s", doc, doc, Some(60_000), 1)
+        .await
+        .unwrap();
+    let due = store.due_schedules(60_000).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let run = |id: &str| NewExecution {
+        id: id.into(),
+        workflow_id: "s".into(),
+        version: 1,
+        trigger_type: "schedule",
+        alert_index: None,
+        input: Some(Bytes::from_static(b"{}")),
+        alert_key: None,
+        lock_key: None,
+        replay_of: None,
+    };
+    // Both nodes read the same due time; only the first compare-and-set queues a run.
+    let first = store
+        .fire_schedule(&due[0], 120_000, &run("x1"), 60_000)
+        .await
+        .unwrap();
+    let second = store
+        .fire_schedule(&due[0], 120_000, &run("x2"), 60_000)
+        .await
+        .unwrap();
+    assert_eq!((first, second), (true, false));
+    assert!(store.get_execution("x1").await.is_ok());
+    assert!(matches!(
+        store.get_execution("x2").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.next_fire_at("s").await.unwrap(), Some(120_000));
+    assert!(store.due_schedules(60_000).await.unwrap().is_empty());
+}

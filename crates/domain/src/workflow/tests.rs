@@ -141,3 +141,72 @@ fn implicit_dependencies_follow_document_order() {
     let wf = parse(OK, &Catalog).unwrap();
     assert_eq!(dependencies(&wf), vec![vec![], vec![0]]);
 }
+
+#[test]
+fn language_mistakes_are_named_at_save_time() {
+    let doc = "
+name: x
+trigger: {type: prometheus, max_runs: {count: 0, per: 1h}, cron: '* * * * *'}
+steps:
+  - {id: a, uses: transform, foreach: {not: a list}, with: {value: 1}}
+  - {id: b, uses: transform, concurrency: 2, with: {value: '{{ item }}'}}
+  - {id: c, uses: transform, remember: {t: x}, with: {value: '{{ memory.t }}'}}
+  - {id: d, uses: transform, foreach: [1], concurrency: 0, with: {value: '{{ item }} {{ index }} {{ alert.labels.x }}'}}
+";
+    let p = problems(doc);
+    let expected = [
+        "trigger.cron: only a schedule trigger has this",
+        "trigger.max_runs.count: must be at least 1",
+        "steps[0].foreach: must be a list, or a template",
+        "steps[1].concurrency: only a step with foreach runs items concurrently",
+        "steps[1].with.value: `item` is only defined in a step with foreach",
+        "steps[2].remember: alert memory is kept per alert",
+        "steps[2].with.value: `memory` is kept per alert",
+        "steps[3].concurrency: must be at least 1",
+    ];
+    for e in expected {
+        assert!(
+            p.iter().any(|m| m.starts_with(e)),
+            "missing {e:?} in {p:#?}"
+        );
+    }
+    assert_eq!(p.len(), expected.len(), "{p:#?}");
+}
+
+#[test]
+fn schedule_triggers_are_checked() {
+    let p = problems("name: s\ntrigger: {type: schedule, cron: '0 25 * * *', api_keys: [a]}\nsteps: [{id: a, uses: transform}]\n");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("trigger.cron: \"0 25 * * *\" does not parse")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("trigger.api_keys: a schedule trigger takes no API keys")),
+        "{p:?}"
+    );
+    let p = problems("name: s\ntrigger: {type: schedule, every: 5m, split: per_alert}\nsteps: [{id: a, uses: transform}]\n");
+    assert_eq!(
+        p,
+        ["trigger.split: only a prometheus trigger splits per alert"]
+    );
+    assert!(problems("name: s\ntrigger: {type: schedule, cron: '*/5 * * * *', timezone: Europe/Berlin}\nsteps: [{id: a, uses: transform}]\n").is_empty());
+    let p = problems("name: s\ntrigger: {type: manual}\nsteps: [{id: a, uses: transform, retry: {attempts: 2, backoff: soon}}]\n");
+    assert!(
+        p[0].starts_with("steps[0].retry.backoff: invalid duration \"soon\""),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn secret_references_are_listed_with_their_place() {
+    let wf = parse("name: s\ntrigger: {type: manual}\nsteps:\n  - {id: a, uses: transform, with: {value: {h: 'Bearer {{ secrets.TOKEN }}'}}}\n  - {id: b, uses: transform, if: secrets.OTHER == 'x'}\n", &Catalog).unwrap();
+    assert_eq!(
+        template_names(&wf, "secrets"),
+        [
+            ("steps[0].with.value.h".to_string(), "TOKEN".to_string()),
+            ("steps[1].if".to_string(), "OTHER".to_string()),
+        ]
+    );
+}
