@@ -150,6 +150,9 @@ fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &Value) -> String
             return format!("undefined name `{missing}` (use default() to make it optional)");
         }
     }
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!("the template ran too long (over {FUEL} steps); loops in templates must be short");
+    }
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
     format!("{}{detail}", e.kind())
 }
@@ -250,5 +253,13 @@ mod tests {
         let names = referenced_names("{{ steps.a.output.x }} {{ alert.labels.y }}", false).unwrap();
         assert!(names.iter().any(|n| n.starts_with("steps.a")), "{names:?}");
         assert!(referenced_names("{{ oops(", false).is_err());
+    }
+
+    #[test]
+    fn a_template_that_loops_forever_is_stopped_with_a_clear_error() {
+        let src = json!("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}");
+        let e = render_value(&src, &json!({}), "with.text").unwrap_err();
+        assert_eq!(e.field, "with.text");
+        assert!(e.message.contains("ran too long"), "{e}");
     }
 }
