@@ -69,8 +69,9 @@ pub async fn run_until(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let store: Arc<dyn Store> = Arc::new(open_store(&config.database_url, &metrics).await?);
+    let store = open_store(&config.database_url, &metrics).await?;
     let master = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
+    check_master_key(store.as_ref(), &master).await?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
 
     let bound: SocketAddr = listener.local_addr()?;
@@ -86,6 +87,7 @@ pub async fn run_until(
         // Jobs this node held when it last stopped (or crashed) are ours to resume now,
         // rather than after their leases run out.
         let released = store.release_leases(&node_id).await?;
+        store.listen_for_work(wake.clone());
         if released > 0 {
             tracing::info!(released, "resuming executions interrupted by the last stop");
         }
@@ -136,11 +138,31 @@ pub async fn run_until(
     Ok(())
 }
 
-async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<SqliteStore> {
+/// Opens and migrates the store the URL names.
+pub async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        return Ok(SqliteStore::open(url, metrics.commit_batch.clone()).await?);
+        return Ok(Arc::new(
+            SqliteStore::open(url, metrics.commit_batch.clone()).await?,
+        ));
     }
-    anyhow::bail!("unsupported --database-url {url:?}: this build supports sqlite://PATH")
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Arc::new(store::PgStore::open(url, 32).await?));
+    }
+    anyhow::bail!("unsupported --database-url {url:?}: use sqlite://PATH or postgres://...")
+}
+
+const KEY_CHECK: &[u8] = b"alertflow master key check";
+
+/// Nodes sharing a database must share the master key: a node with another one would write
+/// secrets and keys the others cannot read, so it refuses to start.
+async fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Result<()> {
+    let stored = store.key_check(master.encrypt(KEY_CHECK)).await?;
+    match master.decrypt(&stored) {
+        Ok(plain) if plain == KEY_CHECK => Ok(()),
+        _ => anyhow::bail!(
+            "the master key differs from the one this database was written with: start every node with the same ALERTFLOW_MASTER_KEY (or the data dir's master.key that wrote it)"
+        ),
+    }
 }
 
 /// On the first start with an empty store: the `admin` user, a random password and an admin
@@ -151,14 +173,20 @@ async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(
     }
     let password = crypto::random_token("");
     let token = crypto::random_token("aft_");
-    store
+    let created = store
         .create_admin(
             "admin",
             &crypto::hash_password(&password),
             &crypto::digest(&token),
             now_ms(),
         )
-        .await?;
+        .await;
+    match created {
+        Ok(()) => {}
+        // Nodes started together on one database: another one created the admin first.
+        Err(store::StoreError::Conflict) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
     let token_file = data_dir.join("admin-token");
     crypto::write_private(&token_file, &token)?;
     println!("alertflow: created user admin (shown once, keep them safe)");

@@ -49,3 +49,10 @@ CREATE TABLE schedules (
     workflow_id  TEXT PRIMARY KEY,
     next_fire_at INTEGER NOT NULL
 );
+
+-- What the database was written with: a value sealed with the master key, so that a node with
+-- another key refuses to start instead of writing what the others cannot read.
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);

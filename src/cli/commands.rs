@@ -20,6 +20,14 @@ pub async fn main(cli: Cli) -> Result<()> {
     let client = || Client::new(&cli.server, cli.token.clone(), &data_dir);
     match cli.command {
         Command::Serve(args) => serve(args, cli.data_dir, cli.config.as_deref()).await,
+        Command::Migrate(args) => {
+            let cfg = Config::resolve(args, cli.data_dir, cli.config.as_deref())?;
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let metrics = crate::metrics::Metrics::new();
+            crate::open_store(&cfg.database_url, &metrics).await?;
+            println!("database is up to date");
+            Ok(())
+        }
         Command::Keys(cmd) => keys(&client()?, cmd, format).await,
         Command::Workflows(WorkflowsCmd::Validate { file }) => validate(&file, format),
         Command::Workflows(WorkflowsCmd::Schema) => {

@@ -56,6 +56,8 @@ pub enum Format {
 pub enum Command {
     /// Run the server: API, webhook ingress and workers
     Serve(ServeArgs),
+    /// Bring the database schema up to this version and exit (serve also does it on start)
+    Migrate(ServeArgs),
     /// API keys that webhook senders (Alertmanager) present
     #[command(subcommand)]
     Keys(KeysCmd),

@@ -1,8 +1,10 @@
 //! Storage behind one trait. SQLite is embedded; PostgreSQL follows with the same SQL shapes
 //! (integer millisecond times, the job queue as a table with leases).
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -34,6 +36,21 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Runs the migrations; a database that a newer alertflow migrated is refused with a message
+/// that says so, rather than written to by code that does not know its schema.
+pub async fn migrate<'a, A>(migrator: sqlx::migrate::Migrator, conn: A) -> Result<()>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    migrator.run(conn).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::Unavailable(format!(
+            "the database schema is newer than this alertflow (it has migration {v}, which this binary does not know): run the newer alertflow, or restore a backup"
+        )),
+        e => StoreError::Unavailable(format!("migrations: {e}")),
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
@@ -229,6 +246,12 @@ pub struct RunState {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
+    /// The master-key check: stores `sealed` (a value sealed with this node's master key)
+    /// unless one is there already, and returns the one stored, for the caller to open.
+    async fn key_check(&self, sealed: Vec<u8>) -> Result<Vec<u8>>;
+    /// Wakes `wake` when another node queues work (PostgreSQL LISTEN/NOTIFY); with one node
+    /// there is nothing to listen to.
+    fn listen_for_work(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 
     // users and admin tokens
     async fn has_users(&self) -> Result<bool>;
@@ -353,3 +376,6 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
 }
+
+#[cfg(test)]
+mod tests;

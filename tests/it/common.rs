@@ -266,3 +266,29 @@ pub fn e2e_binary(binary: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// A throwaway database on the PostgreSQL server named by `ALERTFLOW_TEST_POSTGRES`; None (with
+/// a SKIPPED line) when none is given, a failure instead under `ALERTFLOW_E2E=require`.
+pub async fn postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("ALERTFLOW_TEST_POSTGRES") else {
+        if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
+            panic!("ALERTFLOW_TEST_POSTGRES is not set and ALERTFLOW_E2E=require");
+        }
+        eprintln!(
+            "SKIPPED: set ALERTFLOW_TEST_POSTGRES=postgres://... to run the PostgreSQL tests"
+        );
+        return None;
+    };
+    use sqlx::Connection;
+    let name = format!("alertflow_it_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("ALERTFLOW_TEST_POSTGRES is reachable");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}

@@ -2,6 +2,7 @@
 //! server in-process on port 0 with its own data directory.
 
 mod alertmanager_e2e;
+mod cluster;
 mod common;
 mod engine;
 mod ingress;

@@ -48,10 +48,7 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migrations: {e}")))?;
+        super::migrate(sqlx::migrate!("migrations/sqlite"), &write).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)
@@ -130,6 +127,20 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn key_check(&self, sealed: Vec<u8>) -> Result<Vec<u8>> {
+        self.writer
+            .write(sealed, move |c, sealed| {
+                async move {
+                    sqlx::query("INSERT INTO meta (name, value) VALUES ('key_check', ?) ON CONFLICT (name) DO NOTHING")
+                        .bind(sealed.as_slice()).execute(&mut *c).await?;
+                    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = 'key_check'")
+                        .fetch_one(&mut *c).await?)
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn has_users(&self) -> Result<bool> {
@@ -787,6 +798,3 @@ async fn insert_execution(
         .await?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,671 @@
+//! PostgreSQL: the store for several nodes sharing one database. The same tables and shapes as
+//! SQLite; jobs are claimed with `FOR UPDATE SKIP LOCKED`; a delivery's duplicate check is
+//! serialised per identity with an advisory lock, so two nodes given the same notification by
+//! HA Alertmanager peers start one run; queued work is announced with NOTIFY.
+
+mod language;
+mod queue;
+
+use super::*;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The channel a node NOTIFYs when it queues work, so idle nodes start it at once.
+const WORK_CHANNEL: &str = "alertflow_work";
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and migrates (migrations take an advisory lock, so nodes starting together
+    /// migrate once). `pool_size` bounds connections; a request that cannot get one within
+    /// a few seconds fails as unavailable (503) rather than hanging.
+    pub async fn open(url: &str, pool_size: u32) -> Result<PgStore> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    async fn tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+fn key_from_row(r: &PgRow) -> KeyRecord {
+    KeyRecord {
+        name: r.get("name"),
+        digest: r.get("digest"),
+        value_enc: r.get("value_enc"),
+        created_at: r.get("created_at"),
+        last_used_at: r.get("last_used_at"),
+    }
+}
+
+fn workflow_from_row(r: &PgRow) -> WorkflowRecord {
+    WorkflowRecord {
+        id: r.get("id"),
+        version: r.get("version"),
+        document: r.get("document"),
+        source: r.get("source"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+fn execution_from_row(r: &PgRow) -> ExecutionRecord {
+    ExecutionRecord {
+        id: r.get("id"),
+        workflow_id: r.get("workflow_id"),
+        version: r.get("version"),
+        status: r.get("status"),
+        trigger_type: r.get("trigger_type"),
+        event_id: r.get("event_id"),
+        alert_index: r.get("alert_index"),
+        error: r.get("error"),
+        alert_key: r.get("alert_key"),
+        resolved_at: r.get("resolved_at"),
+        cancel_requested: r.get("cancel_requested"),
+        replay_of: r.get("replay_of"),
+        created_at: r.get("created_at"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+    }
+}
+
+fn step_from_row(r: &PgRow) -> StepRecord {
+    StepRecord {
+        step_id: r.get("step_id"),
+        position: r.get("position"),
+        status: r.get("status"),
+        attempts: r.get("attempts"),
+        input: r.get("input"),
+        output: r.get("output"),
+        error: r.get("error"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        attempt_log: r.get("attempt_log"),
+        items: r.get("items"),
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type, event_id, alert_index, error, alert_key, resolved_at, cancel_requested, replay_of, created_at, started_at, finished_at";
+const STEP_COLUMNS: &str =
+    "step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items";
+const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
+
+async fn notify_work(c: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+async fn insert_execution(
+    c: &mut PgConnection,
+    ex: &NewExecution,
+    event_id: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
+    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref())
+    .bind(&ex.alert_key).bind(&ex.lock_key).bind(&ex.replay_of).bind(now)
+    .execute(&mut *c).await?;
+    sqlx::query("INSERT INTO jobs (execution_id, run_at) VALUES ($1, $2)")
+        .bind(&ex.id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn key_check(&self, sealed: Vec<u8>) -> Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ('key_check', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'key_check'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    fn listen_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        tokio::spawn(queue::listen(self.pool.clone(), WORK_CHANNEL, wake));
+    }
+
+    async fn has_users(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn create_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        token_digest: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO tokens (digest, user_name, created_at) VALUES ($1, $2, $3)")
+            .bind(token_digest)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token_user(&self, digest: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_name FROM tokens WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_key(&self, key: &KeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (name, digest, value_enc, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.name)
+        .bind(&key.digest)
+        .bind(&key.value_enc)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(key_from_row).collect())
+    }
+
+    async fn get_key(&self, name: &str) -> Result<KeyRecord> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(key_from_row(&row))
+    }
+
+    async fn hook_lookup(
+        &self,
+        key_digest: &str,
+        workflow_id: &str,
+    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+        let row = sqlx::query(
+            "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
+                    w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
+             FROM (SELECT 1) AS one
+             LEFT JOIN api_keys k ON k.digest = $1
+             LEFT JOIN workflows w ON w.id = $2
+             LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
+        )
+        .bind(key_digest)
+        .bind(workflow_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let key = row
+            .get::<Option<String>, _>("name")
+            .is_some()
+            .then(|| key_from_row(&row));
+        let workflow = row
+            .get::<Option<String>, _>("w_id")
+            .map(|id| WorkflowRecord {
+                id,
+                version: row.get("version"),
+                document: row.get("document"),
+                source: String::new(),
+                created_at: row.get("w_created_at"),
+                updated_at: row.get("w_updated_at"),
+            });
+        Ok((key, workflow))
+    }
+
+    async fn delete_key(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn save_workflow(
+        &self,
+        id: &str,
+        document: &str,
+        source: &str,
+        next_fire_at: Option<i64>,
+        now: i64,
+    ) -> Result<SaveOutcome> {
+        let mut tx = self.tx().await?;
+        // One writer per workflow at a time: two nodes applying at once get versions n and n+1.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('workflow:' || $1))")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let outcome = language::save_workflow(&mut tx, id, document, source, now).await?;
+        match next_fire_at {
+            Some(at) => sqlx::query("INSERT INTO schedules (workflow_id, next_fire_at) VALUES ($1, $2) ON CONFLICT (workflow_id) DO UPDATE SET next_fire_at = CASE WHEN $3 THEN schedules.next_fire_at ELSE excluded.next_fire_at END")
+                .bind(id).bind(at).bind(outcome.unchanged).execute(&mut *tx).await?,
+            None => sqlx::query("DELETE FROM schedules WHERE workflow_id = $1").bind(id).execute(&mut *tx).await?,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>> {
+        let sql = format!("{WORKFLOW_SELECT} AND v.version = w.current_version ORDER BY w.id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(workflow_from_row).collect())
+    }
+
+    async fn get_workflow(&self, id: &str, version: Option<i64>) -> Result<WorkflowRecord> {
+        let row = match version {
+            None => {
+                let sql = format!("{WORKFLOW_SELECT} AND v.version = w.current_version WHERE w.id = $1");
+                sqlx::query(&sql).bind(id).fetch_one(&self.pool).await?
+            }
+            // Past versions stay readable after the workflow is deleted.
+            Some(v) => sqlx::query(
+                "SELECT workflow_id AS id, version, document, source, created_at, created_at AS updated_at FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+            )
+            .bind(id).bind(v).fetch_one(&self.pool).await?,
+        };
+        Ok(workflow_from_row(&row))
+    }
+
+    async fn list_versions(&self, id: &str) -> Result<Vec<VersionSummary>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT version, created_at FROM workflow_versions WHERE workflow_id = $1 ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(version, created_at)| VersionSummary {
+                version,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn delete_workflow(&self, id: &str) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("DELETE FROM schedules WHERE workflow_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM workflows WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
+        let mut tx = self.tx().await?;
+        let out = language::ingest(&mut tx, &event).await?;
+        if !out.executions.is_empty() {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, workflow_id, received_at, outcome, status_code, reason, executions FROM events WHERE ($1::TEXT IS NULL OR workflow_id = $1) ORDER BY received_at DESC, id DESC LIMIT $2",
+        )
+        .bind(workflow).bind(limit)
+        .fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRecord {
+                id: r.get("id"),
+                workflow_id: r.get("workflow_id"),
+                received_at: r.get("received_at"),
+                outcome: r.get("outcome"),
+                status_code: r.get("status_code"),
+                reason: r.get("reason"),
+                executions: serde_json::from_str(r.get::<&str, _>("executions"))
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRecord>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE ($1::TEXT IS NULL OR workflow_id = $1) AND ($2::TEXT IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&f.workflow)
+            .bind(&f.status)
+            .bind(f.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(execution_from_row).collect())
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<(ExecutionRecord, Vec<StepRecord>)> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let ex = sqlx::query(&sql).bind(id).fetch_one(&self.pool).await?;
+        let sql =
+            format!("SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = $1 ORDER BY position");
+        let steps = sqlx::query(&sql).bind(id).fetch_all(&self.pool).await?;
+        Ok((
+            execution_from_row(&ex),
+            steps.iter().map(step_from_row).collect(),
+        ))
+    }
+
+    async fn execution_input(&self, id: &str) -> Result<Bytes> {
+        let body: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Bytes::from(body.unwrap_or_default()))
+    }
+
+    async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
+        insert_execution(&mut tx, execution, None, now).await?;
+        notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(
+        &self,
+        node: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>> {
+        queue::claim(&self.pool, node, now, lease_ms, limit).await
+    }
+
+    async fn extend_leases(
+        &self,
+        node: &str,
+        execution_ids: Vec<String>,
+        until: i64,
+    ) -> Result<Vec<String>> {
+        queue::extend(&self.pool, node, &execution_ids, until).await
+    }
+
+    async fn release_leases(&self, node: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
+        let row = sqlx::query(
+            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
+                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
+                    x.created_at, x.started_at, x.finished_at, COALESCE(x.input, e.body) AS body
+             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = $1",
+        )
+        .bind(execution_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let input: Option<Vec<u8>> = row.get("body");
+        let steps = if fresh {
+            Vec::new()
+        } else {
+            let sql = format!(
+                "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = $1 ORDER BY position"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(execution_id)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(step_from_row).collect()
+        };
+        Ok(RunState {
+            execution: execution_from_row(&row),
+            input: Bytes::from(input.unwrap_or_default()),
+            steps,
+        })
+    }
+
+    async fn save_step(
+        &self,
+        execution_id: &str,
+        s: &StepRecord,
+        remember: Option<&Remember>,
+    ) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+               input = excluded.input, output = excluded.output, error = excluded.error,
+               started_at = excluded.started_at, finished_at = excluded.finished_at,
+               attempt_log = excluded.attempt_log, items = excluded.items",
+        )
+        .bind(execution_id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
+        .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
+        .bind(&s.attempt_log).bind(&s.items)
+        .execute(&mut *tx).await?;
+        if let Some(r) = remember {
+            language::remember(&mut tx, r, s.finished_at.unwrap_or_default()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        execution_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE executions SET status = $1, error = $2, finished_at = $3, started_at = COALESCE(started_at, $3) WHERE id = $4")
+            .bind(status).bind(error).bind(now).bind(execution_id)
+            .execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
+            .bind(execution_id)
+            .execute(&mut *tx)
+            .await?;
+        // A run waiting on this one's lock can start now, on any node.
+        notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn park(&self, execution_id: &str, run_at: i64) -> Result<()> {
+        queue::park(&self.pool, execution_id, run_at).await
+    }
+
+    async fn cancel(&self, execution_id: &str, now: i64) -> Result<CancelOutcome> {
+        queue::cancel(&self.pool, execution_id, now).await
+    }
+
+    async fn decide(&self, execution_id: &str, decision: &ApprovalRecord) -> Result<()> {
+        language::decide(&self.pool, execution_id, decision).await
+    }
+
+    async fn approvals(&self, execution_id: &str) -> Result<Vec<ApprovalRecord>> {
+        let rows: Vec<(String, String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT step_id, decision, decided_by, decided_at, comment FROM approvals WHERE execution_id = $1",
+        )
+        .bind(execution_id).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(step_id, decision, decided_by, decided_at, comment)| ApprovalRecord {
+                    step_id,
+                    decision,
+                    decided_by,
+                    decided_at,
+                    comment,
+                },
+            )
+            .collect())
+    }
+
+    async fn memory(
+        &self,
+        workflow_id: &str,
+        fingerprint: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, value FROM memory WHERE workflow_id = $1 AND fingerprint = $2",
+        )
+        .bind(workflow_id)
+        .bind(fingerprint)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or_default()))
+            .collect())
+    }
+
+    async fn set_secret(&self, name: &str, value_enc: Vec<u8>, now: i64) -> Result<bool> {
+        // xmax = 0 only on a fresh insert: whether this created the secret.
+        let created: bool = sqlx::query_scalar(
+            "INSERT INTO secrets (name, value_enc, created_at, updated_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (name) DO UPDATE SET value_enc = excluded.value_enc, updated_at = excluded.updated_at
+             RETURNING (xmax = 0)",
+        )
+        .bind(name).bind(value_enc).bind(now)
+        .fetch_one(&self.pool).await?;
+        Ok(created)
+    }
+
+    async fn secrets(&self, names: Option<Vec<String>>) -> Result<Vec<SecretRecord>> {
+        let rows = match names {
+            None => sqlx::query("SELECT name, ''::BYTEA AS value_enc, created_at, updated_at FROM secrets ORDER BY name")
+                .fetch_all(&self.pool).await?,
+            Some(names) => sqlx::query("SELECT name, value_enc, created_at, updated_at FROM secrets WHERE name = ANY($1) ORDER BY name")
+                .bind(names).fetch_all(&self.pool).await?,
+        };
+        Ok(rows
+            .iter()
+            .map(|r| SecretRecord {
+                name: r.get("name"),
+                value_enc: r.get("value_enc"),
+                created_at: r.get("created_at"),
+                updated_at: r.get("updated_at"),
+            })
+            .collect())
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<DueSchedule>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT s.workflow_id, w.current_version, s.next_fire_at FROM schedules s JOIN workflows w ON w.id = s.workflow_id WHERE s.next_fire_at <= $1",
+        )
+        .bind(now).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(workflow_id, version, next_fire_at)| DueSchedule {
+                workflow_id,
+                version,
+                next_fire_at,
+            })
+            .collect())
+    }
+
+    async fn fire_schedule(
+        &self,
+        due: &DueSchedule,
+        next: i64,
+        execution: &NewExecution,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let moved = sqlx::query(
+            "UPDATE schedules SET next_fire_at = $1 WHERE workflow_id = $2 AND next_fire_at = $3",
+        )
+        .bind(next)
+        .bind(&due.workflow_id)
+        .bind(due.next_fire_at)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_execution(&mut tx, execution, None, now).await?;
+        notify_work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn next_fire_at(&self, workflow_id: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT next_fire_at FROM schedules WHERE workflow_id = $1")
+                .bind(workflow_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,135 @@
+//! The queue on PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` so nodes never wait on each
+//! other's rows, leases that a dead node's heartbeat stops extending, and LISTEN for work.
+
+use super::*;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub(super) async fn claim(
+    pool: &PgPool,
+    node: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<(String, i64)>> {
+    let mut tx = pool.begin().await?;
+    // Only the oldest unfinished run of a lock key is claimable, so runs for one alert go one
+    // at a time and in order, whichever node claims them.
+    let claimed: Vec<(String, i64)> = sqlx::query_as(
+        "WITH due AS (
+            SELECT j.execution_id FROM jobs j JOIN executions x ON x.id = j.execution_id
+            WHERE j.run_at <= $3 AND (j.lease_until IS NULL OR j.lease_until < $3)
+              AND (x.lock_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM executions o WHERE o.workflow_id = x.workflow_id AND o.lock_key = x.lock_key
+                  AND o.id < x.id AND o.status IN ('pending', 'running', 'waiting')))
+            ORDER BY j.run_at LIMIT $4
+            FOR UPDATE OF j SKIP LOCKED)
+         UPDATE jobs SET lease_owner = $1, lease_until = $2, claims = claims + 1
+         FROM due WHERE jobs.execution_id = due.execution_id
+         RETURNING jobs.execution_id, jobs.claims",
+    )
+    .bind(node)
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !claimed.is_empty() {
+        let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
+        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = ANY($2) AND status IN ('pending', 'running', 'waiting')")
+            .bind(now).bind(&ids)
+            .execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+pub(super) async fn extend(
+    pool: &PgPool,
+    node: &str,
+    ids: &[String],
+    until: i64,
+) -> Result<Vec<String>> {
+    sqlx::query(
+        "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND execution_id = ANY($3)",
+    )
+    .bind(until)
+    .bind(node)
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM executions WHERE cancel_requested AND id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub(super) async fn park(pool: &PgPool, id: &str, run_at: i64) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE executions SET status = 'waiting' WHERE id = $1 AND status = 'running'")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    // claims = 1: a run that parks did not crash; MAX_CLAIMS counts from here.
+    sqlx::query("UPDATE jobs SET run_at = $1, lease_owner = NULL, lease_until = NULL, claims = 1 WHERE execution_id = $2")
+        .bind(run_at).bind(id)
+        .execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn cancel(pool: &PgPool, id: &str, now: i64) -> Result<CancelOutcome> {
+    let mut tx = pool.begin().await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM executions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let outcome = match status.as_str() {
+        "pending" | "waiting" => {
+            sqlx::query("UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = $1 WHERE id = $2")
+                .bind(now).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE steps SET status = 'cancelled', finished_at = $1 WHERE execution_id = $2 AND status IN ('pending', 'running', 'waiting')")
+                .bind(now).bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            CancelOutcome::Cancelled
+        }
+        "running" => {
+            sqlx::query("UPDATE executions SET cancel_requested = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            CancelOutcome::Requested
+        }
+        done => {
+            return Err(StoreError::State(format!(
+                "execution {id} already ended ({done}); nothing to cancel"
+            )))
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Wakes the engine whenever a node announces queued work. Reconnects after the database
+/// comes back; in the meantime the engine's own polling carries on.
+pub(super) async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if listener.listen(channel).await.is_ok() {
+                    while listener.recv().await.is_ok() {
+                        wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot LISTEN for work yet"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

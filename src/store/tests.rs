@@ -1,0 +1,315 @@
+//! One suite for every store: each test runs against SQLite, and against PostgreSQL when
+//! `ALERTFLOW_TEST_POSTGRES` names a server (a throwaway database is made per test).
+
+use super::*;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::Arc;
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::open(&url, Histogram::new([1.0]))
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
+
+/// A database of its own on the PostgreSQL server the tests were given.
+pub struct TestDb {
+    pub store: Arc<dyn Store>,
+    admin: String,
+    name: String,
+}
+
+impl TestDb {
+    /// None (and a SKIPPED line) when no server is given; a failure instead under
+    /// `ALERTFLOW_E2E=require`.
+    pub async fn create() -> Option<TestDb> {
+        let Ok(admin) = std::env::var("ALERTFLOW_TEST_POSTGRES") else {
+            if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
+                panic!("ALERTFLOW_TEST_POSTGRES is not set and ALERTFLOW_E2E=require");
+            }
+            eprintln!("SKIPPED: set ALERTFLOW_TEST_POSTGRES=postgres://... to run the PostgreSQL store tests");
+            return None;
+        };
+        let name = format!("alertflow_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("ALERTFLOW_TEST_POSTGRES is reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        let url = url.to_string();
+        let store = PgStore::open(&url, 8).await.unwrap();
+        Some(TestDb {
+            store: Arc::new(store),
+
+            admin,
+            name,
+        })
+    }
+
+    pub async fn drop_database(self) {
+        drop(self.store);
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.admin)
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+/// Runs each named `async fn(Arc<dyn Store>)` against both stores.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (store, _dir) = super::sqlite().await;
+                super::$name(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::TestDb::create().await {
+                    super::$name(db.store.clone()).await;
+                    db.drop_database().await;
+                }
+            }
+        }
+    )*};
+}
+
+both_stores!(
+    concurrent_writes_fail_alone,
+    duplicates_are_decided_once,
+    a_schedule_fires_once_when_two_nodes_race,
+    each_job_is_claimed_by_one_node,
+    parked_runs_wake_on_decisions_and_resolves,
+);
+
+fn key(name: &str, digest: &str) -> KeyRecord {
+    KeyRecord {
+        name: name.into(),
+        digest: digest.into(),
+        value_enc: vec![1],
+        created_at: 1,
+        last_used_at: None,
+    }
+}
+
+fn event(id: &str, dedupe: &str) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        workflow_id: "w".into(),
+        received_at: 1_000,
+        outcome: "started",
+        status_code: 202,
+        reason: None,
+        key_name: None,
+        touch_key: false,
+        body: Some(Bytes::from_static(b"{}")),
+        dedupe: Some((dedupe.into(), 60_000)),
+        max_runs: None,
+        resolved_keys: vec![],
+        executions: vec![],
+    }
+}
+
+async fn concurrent_writes_fail_alone(store: Arc<dyn Store>) {
+    // Twenty writers race for one key name: they land in the same batches, exactly one wins,
+    // and the losers' failures do not undo the unrelated writes beside them.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let same = s.create_key(&key("ops", &format!("d{i}"))).await;
+            let own = s.create_key(&key(&format!("k{i}"), &format!("e{i}"))).await;
+            (same, own)
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        let (same, own) = t.await.unwrap();
+        match same {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+        own.unwrap();
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.list_keys().await.unwrap().len(), 21);
+}
+
+async fn duplicates_are_decided_once(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.ingest(event(&format!("e{i}"), "same"))
+                .await
+                .unwrap()
+                .outcome
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "started").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.iter().filter(|o| **o == "duplicate").count(), 9);
+}
+
+async fn a_schedule_fires_once_when_two_nodes_race(store: Arc<dyn Store>) {
+    let doc = r#"{"name":"s","trigger":{"type":"schedule","every":"1m"},"steps":[{"id":"a","uses":"fail"}]}"#;
+    store
+        .save_workflow("s", doc, doc, Some(60_000), 1)
+        .await
+        .unwrap();
+    let due = store.due_schedules(60_000).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let run = |id: &str| NewExecution {
+        id: id.into(),
+        workflow_id: "s".into(),
+        version: 1,
+        trigger_type: "schedule",
+        alert_index: None,
+        input: Some(Bytes::from_static(b"{}")),
+        alert_key: None,
+        lock_key: None,
+        replay_of: None,
+    };
+    // Both nodes read the same due time; only the first compare-and-set queues a run.
+    let first = store
+        .fire_schedule(&due[0], 120_000, &run("x1"), 60_000)
+        .await
+        .unwrap();
+    let second = store
+        .fire_schedule(&due[0], 120_000, &run("x2"), 60_000)
+        .await
+        .unwrap();
+    assert_eq!((first, second), (true, false));
+    assert!(store.get_execution("x1").await.is_ok());
+    assert!(matches!(
+        store.get_execution("x2").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.next_fire_at("s").await.unwrap(), Some(120_000));
+    assert!(store.due_schedules(60_000).await.unwrap().is_empty());
+}
+
+fn manual_run(id: &str) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        workflow_id: "w".into(),
+        version: 1,
+        trigger_type: "manual",
+        alert_index: None,
+        input: Some(Bytes::from_static(b"{}")),
+        alert_key: Some("fp".into()),
+        lock_key: None,
+        replay_of: None,
+    }
+}
+
+async fn each_job_is_claimed_by_one_node(store: Arc<dyn Store>) {
+    for i in 0..30 {
+        store
+            .create_execution(&manual_run(&format!("x{i:02}")), 1)
+            .await
+            .unwrap();
+    }
+    // Two nodes claim in small batches at once until nothing is left.
+    let node = |name: &'static str| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim_jobs(name, 10, 60_000, 4).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|(id, _)| id));
+            }
+        })
+    };
+    let (a, b) = (node("a"), node("b"));
+    let mut all = a.await.unwrap();
+    all.extend(b.await.unwrap());
+    all.sort();
+    let expected: Vec<String> = (0..30).map(|i| format!("x{i:02}")).collect();
+    assert_eq!(all, expected);
+    // A lease that ran out (a dead node) makes the job claimable again.
+    let again = store
+        .claim_jobs("c", 60_000 + 11, 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 30);
+    assert!(again.iter().all(|(_, claims)| *claims == 2));
+}
+
+async fn parked_runs_wake_on_decisions_and_resolves(store: Arc<dyn Store>) {
+    store.create_execution(&manual_run("p1"), 1).await.unwrap();
+    assert_eq!(store.claim_jobs("n", 1, 1_000, 10).await.unwrap().len(), 1);
+    let waiting = StepRecord {
+        step_id: "ok".into(),
+        status: "waiting".into(),
+        started_at: Some(1),
+        ..Default::default()
+    };
+    store.save_step("p1", &waiting, None).await.unwrap();
+    store.park("p1", 1_000_000).await.unwrap();
+    assert_eq!(store.get_execution("p1").await.unwrap().0.status, "waiting");
+    assert!(store
+        .claim_jobs("n", 2, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let decision = ApprovalRecord {
+        step_id: "ok".into(),
+        decision: "approved".into(),
+        decided_by: "admin".into(),
+        decided_at: 3,
+        comment: None,
+    };
+    store.decide("p1", &decision).await.unwrap();
+    assert!(matches!(
+        store.decide("p1", &decision).await,
+        Err(StoreError::State(_))
+    ));
+    let claimed = store.claim_jobs("n", 3, 1_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a decision brings the parked run forward");
+    assert_eq!(store.approvals("p1").await.unwrap()[0].decided_by, "admin");
+
+    // Cancel: a running run is asked to stop; a finished one cannot be cancelled.
+    assert_eq!(
+        store.cancel("p1", 4).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    let asked = store
+        .extend_leases("n", vec!["p1".into()], 10_000)
+        .await
+        .unwrap();
+    assert_eq!(asked, vec!["p1".to_string()]);
+    store
+        .finish_execution("p1", "cancelled", Some("cancelled"), 5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.cancel("p1", 6).await,
+        Err(StoreError::State(_))
+    ));
+}
