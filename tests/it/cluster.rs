@@ -190,7 +190,8 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
                     .await;
                 match sent {
                     Ok(r) if r.status() == 202 => {
-                        accepted.lock().unwrap().push((n, r.json().await.unwrap()));
+                        let answer: Value = r.json().await.unwrap();
+                        accepted.lock().unwrap().push((n, answer));
                         break;
                     }
                     Ok(r) => panic!("node {target} answered {} for notification {n}", r.status()),
