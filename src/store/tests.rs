@@ -17,6 +17,7 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 /// A database of its own on the PostgreSQL server the tests were given.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    pub url: String,
     admin: String,
     name: String,
 }
@@ -46,6 +47,7 @@ impl TestDb {
         let store = PgStore::open(&url, 8).await.unwrap();
         Some(TestDb {
             store: Arc::new(store),
+            url,
 
             admin,
             name,

@@ -7,6 +7,7 @@ mod common;
 mod engine;
 mod ingress;
 mod language;
+mod pg_outage;
 mod restart;
 mod secrets;
 mod workflows;

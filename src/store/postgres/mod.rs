@@ -669,3 +669,25 @@ impl Store for PgStore {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every connection taken, a request fails as unavailable (503 upstream) instead of
+    /// hanging.
+    #[tokio::test]
+    async fn an_exhausted_pool_answers_unavailable() {
+        let Some(db) = crate::store::tests::TestDb::create().await else {
+            return;
+        };
+        let store = PgStore::open(&db.url, 1).await.unwrap();
+        let held = store.pool.acquire().await.unwrap();
+        let err = store.list_keys().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        drop(held);
+        assert!(store.list_keys().await.is_ok());
+        drop(store);
+        db.drop_database().await;
+    }
+}
