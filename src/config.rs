@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// How long a claimed job stays with its worker without a heartbeat [default: 30s]
     #[arg(long, env = "ALERTFLOW_JOB_LEASE")]
     pub job_lease: Option<Duration>,
+    /// Allow workflows to run commands on this host with shell.exec [default: false]
+    #[arg(long, env = "ALERTFLOW_ALLOW_SHELL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_shell: Option<bool>,
     /// Master key for secrets at rest (64 hex digits) [default: DATA_DIR/master.key, created on first start]
     #[arg(long, env = "ALERTFLOW_MASTER_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -44,6 +47,8 @@ pub struct Config {
     pub workers: usize,
     pub job_lease: std::time::Duration,
     pub master_key: Option<String>,
+    /// Whether `shell.exec` may be saved and run.
+    pub allow_shell: bool,
     /// Serve the REST API and UI; off for an ingress-only node.
     pub api: bool,
     /// Serve `POST /hooks/...`.
@@ -94,6 +99,9 @@ impl Config {
         if let Some(v) = args.job_lease.or(f.job_lease) {
             cfg.job_lease = v.as_std();
         }
+        if let Some(v) = args.allow_shell.or(f.allow_shell) {
+            cfg.allow_shell = v;
+        }
         cfg.master_key = args.master_key;
         Ok(cfg)
     }
@@ -110,6 +118,7 @@ impl Config {
             workers: 64,
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
+            allow_shell: false,
             api: true,
             ingress: true,
         }
@@ -147,6 +156,7 @@ mod tests {
         assert_eq!(cfg.job_lease, std::time::Duration::from_secs(60));
         assert_eq!(cfg.database_url, "sqlite:///srv/af/alertflow.db");
         assert_eq!(cfg.public_base(cfg.listen), "http://0.0.0.0:9000");
+        assert!(!cfg.allow_shell, "shell actions are off unless asked for");
 
         std::fs::write(&file, "listen_addr = \"x\"\n").unwrap();
         let err = Config::resolve(ServeArgs::default(), None, Some(&file))

@@ -71,7 +71,7 @@ pub async fn run_until(
 
     let bound: SocketAddr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
-    let registry = Registry::builtin();
+    let registry = Registry::builtin().with_shell(config.allow_shell);
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config.clone()),

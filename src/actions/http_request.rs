@@ -123,6 +123,7 @@ impl Action for HttpRequest {
             ActionError::transient(format!("request to {url} failed: {e}"))
         })?;
         let status = resp.status().as_u16();
+        let retry_after = super::http_util::retry_after(resp.headers());
         let headers: serde_json::Map<String, Value> = resp
             .headers()
             .iter()
@@ -164,6 +165,7 @@ impl Action for HttpRequest {
                 ),
                 retryable: status >= 500 || status == 429 || status == 408,
                 output: Some(output),
+                retry_after,
             });
         }
         Ok(output)
