@@ -1,9 +1,13 @@
 //! One integration-test binary (faster to link than one per file). `common` starts the whole
-//! server in-process on port 0 with its own data directory.
+//! server in-process on port 0 with its own data directory; `standin` fakes the services
+//! actions call.
 
+mod actions_chat;
+mod actions_paging;
 mod alertmanager_e2e;
 mod common;
 mod engine;
 mod ingress;
 mod restart;
+mod standin;
 mod workflows;
