@@ -42,6 +42,14 @@ impl Reply {
         }
     }
 
+    /// A non-JSON body (a proxy's error page, say), trimmed and cut short, for messages.
+    pub fn plain(&self) -> String {
+        match &self.body {
+            Value::String(s) => s.trim().chars().take(200).collect(),
+            _ => String::new(),
+        }
+    }
+
     /// The error for an unexpected status: 5xx, 408 and 429 can succeed later, other 4xx
     /// cannot. `detail` is what the service said, in its own words.
     pub fn error(&self, service: &str, detail: &str) -> ActionError {

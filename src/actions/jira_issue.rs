@@ -232,6 +232,9 @@ impl Jira<'_> {
         if parts.is_empty() && reply.status == 401 {
             parts.push("not authenticated: check user and token".into());
         }
+        if parts.is_empty() {
+            parts.push(reply.plain());
+        }
         Err(reply.error(SERVICE, &parts.join("; ")))
     }
 }

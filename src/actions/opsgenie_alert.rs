@@ -116,6 +116,9 @@ impl Action for OpsgenieAlert {
                     .collect();
                 detail = format!("{detail} ({})", list.join("; "));
             }
+            if detail.is_empty() {
+                detail = reply.plain();
+            }
             return Err(reply.error(SERVICE, detail.trim()));
         }
         Ok(

@@ -120,6 +120,9 @@ impl Action for PagerDutyEvent {
                 let errors: Vec<&str> = errors.iter().filter_map(Value::as_str).collect();
                 detail = format!("{detail} ({})", errors.join("; "));
             }
+            if detail.is_empty() {
+                detail = reply.plain();
+            }
             return Err(reply.error(SERVICE, detail.trim()));
         }
         let b = &reply.body;

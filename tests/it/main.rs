@@ -3,6 +3,8 @@
 //! actions call.
 
 mod actions_chat;
+mod actions_errors;
+mod actions_jira;
 mod actions_paging;
 mod alertmanager_e2e;
 mod common;
