@@ -3,6 +3,7 @@
 //! actions call.
 
 mod actions_chat;
+mod actions_email;
 mod actions_errors;
 mod actions_jira;
 mod actions_paging;
