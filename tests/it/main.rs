@@ -7,6 +7,7 @@ mod actions_email;
 mod actions_errors;
 mod actions_jira;
 mod actions_paging;
+mod actions_prometheus;
 mod alertmanager_e2e;
 mod common;
 mod engine;
