@@ -8,6 +8,7 @@ mod actions_errors;
 mod actions_jira;
 mod actions_paging;
 mod actions_prometheus;
+mod actions_shell;
 mod alertmanager_e2e;
 mod common;
 mod engine;
