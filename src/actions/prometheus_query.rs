@@ -184,10 +184,14 @@ fn one_sample(data: &Value) -> Value {
         _ => return Value::Null,
     };
     // Samples are [unix_time, "value"]; NaN and ±Inf have no JSON number.
-    pair[1]
-        .as_str()
-        .and_then(|s| s.parse::<f64>().ok())
-        .and_then(serde_json::Number::from_f64)
+    let Some(v) = pair[1].as_str().and_then(|s| s.parse::<f64>().ok()) else {
+        return Value::Null;
+    };
+    // Counts stay integers, so a template prints 4, not 4.0.
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        return Value::from(v as i64);
+    }
+    serde_json::Number::from_f64(v)
         .map(Value::Number)
         .unwrap_or(Value::Null)
 }
@@ -239,7 +243,7 @@ mod tests {
         );
         assert_eq!(
             v(json!({"resultType": "vector", "result": [{"metric": {}, "value": [1, "2"]}]})),
-            json!(2.0)
+            json!(2)
         );
         assert_eq!(
             v(json!({"resultType": "vector", "result": []})),

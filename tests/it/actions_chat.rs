@@ -22,7 +22,10 @@ pub async fn slack() -> StandIn {
             let Some(body) = r.json() else {
                 return Answer::text(400, "invalid_payload");
             };
-            if ["text", "blocks", "attachments"].iter().all(|k| body.get(k).is_none()) {
+            if ["text", "blocks", "attachments"]
+                .iter()
+                .all(|k| body.get(k).is_none())
+            {
                 return Answer::text(400, "no_text");
             }
             return Answer::text(200, "ok");
@@ -59,7 +62,8 @@ pub async fn slack() -> StandIn {
 #[tokio::test]
 async fn slack_webhook_posts_text_and_blocks() {
     let s = slack().await;
-    let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*DiskFull* on db1"}}]);
+    let blocks =
+        json!([{"type": "section", "text": {"type": "mrkdwn", "text": "*DiskFull* on db1"}}]);
     let out = run_action(
         "slack.message",
         json!({"webhook_url": format!("{}{SLACK_HOOK_PATH}", s.url), "text": "DiskFull", "blocks": blocks}),
@@ -71,7 +75,10 @@ async fn slack_webhook_posts_text_and_blocks() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].method, "POST");
     assert!(seen[0].is_json());
-    assert_eq!(seen[0].json().unwrap(), json!({"text": "DiskFull", "blocks": blocks}));
+    assert_eq!(
+        seen[0].json().unwrap(),
+        json!({"text": "DiskFull", "blocks": blocks})
+    );
 
     // A webhook that was revoked: 404 no_service, not worth retrying.
     let err = run_action(
@@ -82,7 +89,11 @@ async fn slack_webhook_posts_text_and_blocks() {
     .unwrap_err();
     assert!(!err.retryable);
     assert_eq!(err.message, "Slack request rejected (HTTP 404): no_service");
-    assert!(!err.message.contains("revoked"), "the URL is a secret: {}", err.message);
+    assert!(
+        !err.message.contains("revoked"),
+        "the URL is a secret: {}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -92,13 +103,26 @@ async fn slack_bot_token_posts_with_chat_post_message_and_returns_ts() {
         json!({"token": token, "channel": channel, "text": "hello", "thread_ts": "1699999999.000001",
                "api_url": format!("{}/api", s.url)})
     };
-    let out = run_action("slack.message", input(SLACK_TOKEN, "#alerts")).await.unwrap();
-    assert_eq!(out, json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100"}));
+    let out = run_action("slack.message", input(SLACK_TOKEN, "#alerts"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100"})
+    );
     let sent = s.seen()[0].json().unwrap();
-    assert_eq!(sent, json!({"channel": "#alerts", "text": "hello", "thread_ts": "1699999999.000001"}));
+    assert_eq!(
+        sent,
+        json!({"channel": "#alerts", "text": "hello", "thread_ts": "1699999999.000001"})
+    );
 
-    for (token, channel, code) in [("xoxb-wrong", "#alerts", "invalid_auth"), (SLACK_TOKEN, "#nope", "channel_not_found")] {
-        let err = run_action("slack.message", input(token, channel)).await.unwrap_err();
+    for (token, channel, code) in [
+        ("xoxb-wrong", "#alerts", "invalid_auth"),
+        (SLACK_TOKEN, "#nope", "channel_not_found"),
+    ] {
+        let err = run_action("slack.message", input(token, channel))
+            .await
+            .unwrap_err();
         assert_eq!(err.message, format!("Slack chat.postMessage: {code}"));
         assert!(!err.retryable, "{code}");
         assert_eq!(err.output.unwrap()["body"]["error"], code);
@@ -124,7 +148,10 @@ async fn a_short_retry_after_is_waited_out_in_place() {
 #[tokio::test]
 async fn a_long_retry_after_goes_back_to_the_engine() {
     let s = slack().await;
-    s.queue(Answer::json(429, json!({"ok": false, "error": "ratelimited"})).header("retry-after", "3600"));
+    s.queue(
+        Answer::json(429, json!({"ok": false, "error": "ratelimited"}))
+            .header("retry-after", "3600"),
+    );
     let err = run_action(
         "slack.message",
         json!({"token": SLACK_TOKEN, "channel": "#alerts", "text": "x", "api_url": format!("{}/api", s.url)}),
@@ -133,7 +160,10 @@ async fn a_long_retry_after_goes_back_to_the_engine() {
     .unwrap_err();
     assert!(err.retryable);
     assert_eq!(err.retry_after, Some(Duration::from_secs(3600)));
-    assert_eq!(err.message, "Slack rate limit (HTTP 429); Retry-After 3600s");
+    assert_eq!(
+        err.message,
+        "Slack rate limit (HTTP 429); Retry-After 3600s"
+    );
     assert_eq!(s.seen().len(), 1, "no waiting in place for an hour");
 }
 
@@ -163,7 +193,10 @@ pub async fn teams() -> StandIn {
 #[tokio::test]
 async fn teams_posts_an_adaptive_card_built_from_title_text_and_facts() {
     let t = teams().await;
-    let url = format!("{}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s3cret", t.url);
+    let url = format!(
+        "{}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s3cret",
+        t.url
+    );
     let out = run_action(
         "msteams.message",
         json!({"webhook_url": url, "title": "[FIRING] DiskFull", "text": "db1 is at 97%",
@@ -181,10 +214,18 @@ async fn teams_posts_an_adaptive_card_built_from_title_text_and_facts() {
     );
 
     // A URL whose signature is wrong: 401, permanent.
-    let err = run_action("msteams.message", json!({"webhook_url": url.replace("s3cret", "x"), "text": "t"}))
-        .await
-        .unwrap_err();
-    assert!(err.message.starts_with("Microsoft Teams request rejected (HTTP 401)"), "{}", err.message);
+    let err = run_action(
+        "msteams.message",
+        json!({"webhook_url": url.replace("s3cret", "x"), "text": "t"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("Microsoft Teams request rejected (HTTP 401)"),
+        "{}",
+        err.message
+    );
     assert!(!err.retryable);
 }
 
@@ -195,15 +236,29 @@ async fn a_legacy_teams_webhook_failing_with_200_is_an_error() {
         Answer::text(200, "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429 with ContextId ...")
     })
     .await;
-    let err = run_action("msteams.message", json!({"webhook_url": hook.url, "text": "t"})).await.unwrap_err();
+    let err = run_action(
+        "msteams.message",
+        json!({"webhook_url": hook.url, "text": "t"}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.retryable, "{}", err.message);
     assert!(err.message.contains("HTTP error 429"), "{}", err.message);
 
     let ok = StandIn::start(|_| Answer::text(200, "1")).await;
     let card = json!({"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": "hi"}]});
-    let out = run_action("msteams.message", json!({"webhook_url": ok.url, "card": card})).await.unwrap();
+    let out = run_action(
+        "msteams.message",
+        json!({"webhook_url": ok.url, "card": card}),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["status"], 200);
-    assert_eq!(ok.seen()[0].json().unwrap()["attachments"][0]["content"], card, "sent as given");
+    assert_eq!(
+        ok.seen()[0].json().unwrap()["attachments"][0]["content"],
+        card,
+        "sent as given"
+    );
 }
 
 #[test]

@@ -52,7 +52,10 @@ async fn smtp(python: &Path, mode: &str, tls: Option<&Tls>, auth: Option<(&str, 
     let out = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/smtp_server.py");
     let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(script).arg(port.to_string()).arg(mode).arg(out.path());
+    cmd.arg(script)
+        .arg(port.to_string())
+        .arg(mode)
+        .arg(out.path());
     if let Some(t) = tls {
         cmd.arg(&t.cert).arg(&t.key);
     }
@@ -71,7 +74,11 @@ async fn smtp(python: &Path, mode: &str, tls: Option<&Tls>, auth: Option<(&str, 
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next_line().await.unwrap();
-    assert_eq!(first.as_deref(), Some("ready"), "smtp_server.py did not start");
+    assert_eq!(
+        first.as_deref(),
+        Some("ready"),
+        "smtp_server.py did not start"
+    );
     Smtp {
         port,
         out,
@@ -99,7 +106,13 @@ impl Smtp {
 async fn starttls_with_auth_sends_text_and_html_to_everyone() {
     let Some(python) = smtp_python() else { return };
     let tls = certificate();
-    let server = smtp(&python, "starttls", Some(&tls), Some(("alertflow", "s3cret"))).await;
+    let server = smtp(
+        &python,
+        "starttls",
+        Some(&tls),
+        Some(("alertflow", "s3cret")),
+    )
+    .await;
     let input = json!({
         "host": "127.0.0.1", "port": server.port, "ca_cert": tls.cert_pem,
         "username": "alertflow", "password": "s3cret",
@@ -112,9 +125,17 @@ async fn starttls_with_auth_sends_text_and_html_to_everyone() {
     assert!(id.starts_with('<') && id.ends_with("@example.com>"), "{id}");
     assert_eq!(
         out["recipients"],
-        json!(["oncall@example.com", "lead@example.com", "team@example.com", "audit@example.com"])
+        json!([
+            "oncall@example.com",
+            "lead@example.com",
+            "team@example.com",
+            "audit@example.com"
+        ])
     );
-    assert!(out["response"].as_str().unwrap().starts_with("250 "), "{out}");
+    assert!(
+        out["response"].as_str().unwrap().starts_with("250 "),
+        "{out}"
+    );
 
     let got = &server.received()[0];
     assert_eq!(got["encrypted"], true, "STARTTLS was used");
@@ -132,20 +153,32 @@ async fn starttls_with_auth_sends_text_and_html_to_everyone() {
     ] {
         assert!(data.contains(want), "missing {want:?} in:\n{data}");
     }
-    assert!(!data.contains("audit@example.com"), "bcc is not a header:\n{data}");
+    assert!(
+        !data.contains("audit@example.com"),
+        "bcc is not a header:\n{data}"
+    );
 
     // Without trusting the certificate, the same send is a TLS failure, not retried.
     let mut untrusted = input.clone();
     untrusted.as_object_mut().unwrap().remove("ca_cert");
     let err = run_action("email.send", untrusted).await.unwrap_err();
-    assert!(err.message.starts_with(&format!("SMTP: TLS failure with 127.0.0.1:{}", server.port)), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with(&format!("SMTP: TLS failure with 127.0.0.1:{}", server.port)),
+        "{}",
+        err.message
+    );
     assert!(!err.retryable);
 
     // A wrong password: the server's 535, permanent.
     let mut wrong = input;
     wrong["password"] = "nope".into();
     let err = run_action("email.send", wrong).await.unwrap_err();
-    assert!(err.message.contains("refused (reply 535)"), "{}", err.message);
+    assert!(
+        err.message.contains("refused (reply 535)"),
+        "{}",
+        err.message
+    );
     assert!(!err.retryable);
     assert_eq!(server.received().len(), 1);
 }
@@ -165,7 +198,13 @@ async fn implicit_tls_on_its_own_port() {
     assert_eq!(out["recipients"], json!(["oncall@example.com"]));
     let got = &server.received()[0];
     assert_eq!(got["encrypted"], true);
-    assert!(got["data"].as_str().unwrap().contains("Content-Type: text/html"), "{got}");
+    assert!(
+        got["data"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type: text/html"),
+        "{got}"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +232,9 @@ steps:
         server.port
     ))
     .await;
-    let (_, v) = app.hook("mail", &key, fixture("firing-two-alerts-truncated.json")).await;
+    let (_, v) = app
+        .hook("mail", &key, fixture("firing-two-alerts-truncated.json"))
+        .await;
     for id in v["executions"].as_array().unwrap() {
         let ex = app.finished(id.as_str().unwrap()).await;
         assert_eq!(ex["status"], "succeeded", "{ex:#}");
@@ -205,11 +246,20 @@ steps:
         .map(|m| {
             assert_eq!(m["encrypted"], false);
             let data = m["data"].as_str().unwrap();
-            data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string()
+            data.lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap()
+                .to_string()
         })
         .collect();
     subjects.sort();
-    assert_eq!(subjects, ["[FIRING] DiskFull on db1:9100", "[FIRING] DiskFull on db2:9100"]);
+    assert_eq!(
+        subjects,
+        [
+            "[FIRING] DiskFull on db1:9100",
+            "[FIRING] DiskFull on db2:9100"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -222,7 +272,12 @@ async fn unreachable_smtp_is_transient() {
     )
     .await
     .unwrap_err();
-    assert!(err.message.starts_with(&format!("SMTP: cannot connect to 127.0.0.1:{port}")), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with(&format!("SMTP: cannot connect to 127.0.0.1:{port}")),
+        "{}",
+        err.message
+    );
     assert!(err.retryable);
 }
 

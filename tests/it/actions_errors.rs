@@ -31,16 +31,38 @@ async fn each_failure_says_which_and_only_transient_ones_are_retried() {
     let (hole, _hole) = black_hole().await;
     let plain = rejecting.url.replace("http://", "https://");
     let cases = [
-        ("unreachable", format!("http://127.0.0.1:{}", closed_port()), "PagerDuty: cannot connect to 127.0.0.1", 2),
+        (
+            "unreachable",
+            format!("http://127.0.0.1:{}", closed_port()),
+            "PagerDuty: cannot connect to 127.0.0.1",
+            2,
+        ),
         ("tls", plain, "PagerDuty: TLS failure with 127.0.0.1", 1),
-        ("timeout", hole, "PagerDuty: timed out after 1s waiting for 127.0.0.1", 2),
-        ("client-error", rejecting.url.clone(), "PagerDuty request rejected (HTTP 400): Event object is invalid (x)", 1),
-        ("server-error", failing.url.clone(), "PagerDuty server error (HTTP 502): Bad Gateway", 2),
+        (
+            "timeout",
+            hole,
+            "PagerDuty: timed out after 1s waiting for 127.0.0.1",
+            2,
+        ),
+        (
+            "client-error",
+            rejecting.url.clone(),
+            "PagerDuty request rejected (HTTP 400): Event object is invalid (x)",
+            1,
+        ),
+        (
+            "server-error",
+            failing.url.clone(),
+            "PagerDuty server error (HTTP 502): Bad Gateway",
+            2,
+        ),
     ];
     for (name, url, _, _) in &cases {
         app.apply_ok(&workflow(name, url)).await;
     }
-    let runs = cases.iter().map(|(name, ..)| run_workflow(&app, name, json!({})));
+    let runs = cases
+        .iter()
+        .map(|(name, ..)| run_workflow(&app, name, json!({})));
     let results = futures_util::future::join_all(runs).await;
     for ((name, _, message, attempts), ex) in cases.iter().zip(results) {
         assert_eq!(ex["status"], "failed", "{name}: {ex:#}");
@@ -48,7 +70,13 @@ async fn each_failure_says_which_and_only_transient_ones_are_retried() {
         let error = page["error"].as_str().unwrap();
         assert!(error.starts_with(message), "{name}: {error}");
         assert_eq!(page["attempts"], *attempts, "{name}: {error}");
-        assert!(ex["error"].as_str().unwrap().contains("step \"page\" failed"), "{name}: {ex}");
+        assert!(
+            ex["error"]
+                .as_str()
+                .unwrap()
+                .contains("step \"page\" failed"),
+            "{name}: {ex}"
+        );
     }
     assert_eq!(rejecting.seen().len(), 1, "a 4xx is not retried");
     assert_eq!(failing.seen().len(), 2, "a 5xx is");
@@ -76,7 +104,10 @@ steps:
         page["error"],
         "with.severity: must be one of \"critical\", \"error\", \"warning\", \"info\""
     );
-    assert!(ex["error"].as_str().unwrap().contains("step \"page\" failed"));
+    assert!(ex["error"]
+        .as_str()
+        .unwrap()
+        .contains("step \"page\" failed"));
     assert!(pd.seen().is_empty());
     let ex = run_workflow(&app, "sev", json!({"severity": "info"})).await;
     assert_eq!(ex["status"], "succeeded", "{ex:#}");

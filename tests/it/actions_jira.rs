@@ -106,7 +106,9 @@ pub async fn jira() -> (StandIn, Issues) {
 
 fn with(url: &str, extra: Value) -> Value {
     let mut w = json!({"url": url, "user": JIRA_USER, "token": JIRA_TOKEN});
-    w.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    w.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     w
 }
 
@@ -130,10 +132,19 @@ async fn jira_creates_comments_and_closes_an_issue() {
                "description": "97% used", "labels": ["alertflow"], "customfield_10010": "x"})
     );
 
-    let c = run_action("jira.issue", with(&j.url, json!({"action": "comment", "issue": "OPS-1", "comment": "still firing"})))
-        .await
-        .unwrap();
-    assert_eq!((c["id"].as_str(), c["key"].as_str()), (Some("10101"), Some("OPS-1")));
+    let c = run_action(
+        "jira.issue",
+        with(
+            &j.url,
+            json!({"action": "comment", "issue": "OPS-1", "comment": "still firing"}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (c["id"].as_str(), c["key"].as_str()),
+        (Some("10101"), Some("OPS-1"))
+    );
 
     // Closing by the status it leads to ("Done"), though the transition is named Resolve.
     let t = run_action(
@@ -142,40 +153,72 @@ async fn jira_creates_comments_and_closes_an_issue() {
     )
     .await
     .unwrap();
-    assert_eq!(t, json!({"key": "OPS-1", "transition": {"id": "31", "name": "Resolve"}}));
+    assert_eq!(
+        t,
+        json!({"key": "OPS-1", "transition": {"id": "31", "name": "Resolve"}})
+    );
     let issue = issues.lock().unwrap()["OPS-1"].clone();
     assert_eq!(issue.status, "Done");
     assert_eq!(issue.comments, vec!["still firing", "resolved"]);
 
     // Closing it again: Jira offers no such transition now; the error lists what it offers.
-    let err = run_action("jira.issue", with(&j.url, json!({"action": "transition", "issue": "OPS-1", "transition": "Done"})))
-        .await
-        .unwrap_err();
-    assert_eq!(err.message, "with.transition: OPS-1 has no transition \"Done\" now (available: Reopen)");
+    let err = run_action(
+        "jira.issue",
+        with(
+            &j.url,
+            json!({"action": "transition", "issue": "OPS-1", "transition": "Done"}),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "with.transition: OPS-1 has no transition \"Done\" now (available: Reopen)"
+    );
     assert!(!err.retryable);
 }
 
 #[tokio::test]
 async fn jira_errors_name_the_field_jira_complained_about() {
     let (j, _) = jira().await;
-    let err = run_action("jira.issue", with(&j.url, json!({"project": "NOPE", "summary": "s", "issue_type": "Epic"})))
-        .await
-        .unwrap_err();
+    let err = run_action(
+        "jira.issue",
+        with(
+            &j.url,
+            json!({"project": "NOPE", "summary": "s", "issue_type": "Epic"}),
+        ),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.message,
         "Jira request rejected (HTTP 400): issuetype: valid issue type is required; project: valid project is required"
     );
-    let err = run_action("jira.issue", with(&j.url, json!({"action": "comment", "issue": "OPS-404", "comment": "x"})))
-        .await
-        .unwrap_err();
+    let err = run_action(
+        "jira.issue",
+        with(
+            &j.url,
+            json!({"action": "comment", "issue": "OPS-404", "comment": "x"}),
+        ),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.message, "Jira request rejected (HTTP 404): Issue does not exist or you do not have permission to see it.");
     let mut bad = with(&j.url, json!({"project": "OPS", "summary": "s"}));
     bad["token"] = "wrong".into();
     let err = run_action("jira.issue", bad).await.unwrap_err();
-    assert_eq!(err.message, "Jira request rejected (HTTP 401): not authenticated: check user and token");
+    assert_eq!(
+        err.message,
+        "Jira request rejected (HTTP 401): not authenticated: check user and token"
+    );
     assert!(!err.retryable);
     // Known at run time only (a template rendered to nothing): the field is named.
-    let err = run_action("jira.issue", with(&j.url, json!({"action": "comment", "issue": "OPS-1"}))).await.unwrap_err();
+    let err = run_action(
+        "jira.issue",
+        with(&j.url, json!({"action": "comment", "issue": "OPS-1"})),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.message, "with.comment: required to comment");
 }
 
@@ -189,8 +232,11 @@ async fn jira_bearer_token_for_data_center() {
         }
     })
     .await;
-    let out = run_action("jira.issue", json!({"url": s.url, "token": "pat-123", "project": "OPS", "summary": "s"}))
-        .await
-        .unwrap();
+    let out = run_action(
+        "jira.issue",
+        json!({"url": s.url, "token": "pat-123", "project": "OPS", "summary": "s"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["key"], "OPS-1");
 }

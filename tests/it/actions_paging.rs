@@ -82,11 +82,17 @@ fn alert_scope(status: &str) -> Value {
 #[tokio::test]
 async fn pagerduty_triggers_from_the_alert_and_resolves_the_same_incident() {
     let (pd, incidents) = pagerduty().await;
-    let with = |action: &str| json!({"routing_key": PD_KEY, "event_action": action, "api_url": pd.url});
+    let with =
+        |action: &str| json!({"routing_key": PD_KEY, "event_action": action, "api_url": pd.url});
 
     // Everything but the routing key comes from the current alert.
-    let out = run_action_in("pagerduty.event", with("trigger"), alert_scope("firing")).await.unwrap();
-    assert_eq!(out, json!({"status": "success", "message": "Event processed", "dedup_key": "1751650d45bf7d6b"}));
+    let out = run_action_in("pagerduty.event", with("trigger"), alert_scope("firing"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"status": "success", "message": "Event processed", "dedup_key": "1751650d45bf7d6b"})
+    );
     let sent = pd.seen()[0].json().unwrap();
     assert_eq!(sent["dedup_key"], "1751650d45bf7d6b");
     assert_eq!(sent["client"], "alertflow");
@@ -100,10 +106,15 @@ async fn pagerduty_triggers_from_the_alert_and_resolves_the_same_incident() {
     );
     assert_eq!(incidents.lock().unwrap()["1751650d45bf7d6b"].0, "triggered");
 
-    let out = run_action_in("pagerduty.event", with("resolve"), alert_scope("resolved")).await.unwrap();
+    let out = run_action_in("pagerduty.event", with("resolve"), alert_scope("resolved"))
+        .await
+        .unwrap();
     assert_eq!(out["dedup_key"], "1751650d45bf7d6b");
     let sent = pd.seen()[1].json().unwrap();
-    assert_eq!(sent, json!({"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "1751650d45bf7d6b"}));
+    assert_eq!(
+        sent,
+        json!({"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": "1751650d45bf7d6b"})
+    );
     assert_eq!(incidents.lock().unwrap()["1751650d45bf7d6b"].0, "resolved");
 }
 
@@ -125,35 +136,61 @@ async fn pagerduty_errors_say_what_is_wrong() {
     assert_eq!(err.output.unwrap()["body"]["status"], "invalid event");
 
     // Without a current alert, what it would have supplied must be given.
-    let err = run_action("pagerduty.event", json!({"routing_key": PD_KEY, "event_action": "resolve", "api_url": pd.url}))
-        .await
-        .unwrap_err();
-    assert_eq!(err.message, "with.dedup_key: required to resolve (no current alert to take the fingerprint of)");
-    let err = run_action("pagerduty.event", json!({"routing_key": PD_KEY, "severity": "page", "summary": "s", "api_url": pd.url}))
-        .await
-        .unwrap_err();
-    assert_eq!(err.message, "with.severity: must be one of \"critical\", \"error\", \"warning\", \"info\"");
+    let err = run_action(
+        "pagerduty.event",
+        json!({"routing_key": PD_KEY, "event_action": "resolve", "api_url": pd.url}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "with.dedup_key: required to resolve (no current alert to take the fingerprint of)"
+    );
+    let err = run_action(
+        "pagerduty.event",
+        json!({"routing_key": PD_KEY, "severity": "page", "summary": "s", "api_url": pd.url}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "with.severity: must be one of \"critical\", \"error\", \"warning\", \"info\""
+    );
     assert_eq!(pd.seen().len(), 1, "input errors are caught before calling");
 
     // A 5xx is worth retrying.
     pd.queue(Answer::json(503, json!({"status": "unavailable"})));
-    let err = run_action("pagerduty.event", json!({"routing_key": PD_KEY, "summary": "s", "api_url": pd.url}))
-        .await
-        .unwrap_err();
+    let err = run_action(
+        "pagerduty.event",
+        json!({"routing_key": PD_KEY, "summary": "s", "api_url": pd.url}),
+    )
+    .await
+    .unwrap_err();
     assert!(err.retryable);
-    assert!(err.message.starts_with("PagerDuty server error (HTTP 503)"), "{}", err.message);
+    assert!(
+        err.message.starts_with("PagerDuty server error (HTTP 503)"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
 fn pagerduty_checks_static_inputs_at_save_time() {
     assert_eq!(
-        save_time_problems("pagerduty.event", json!({"routing_key": "abc", "event_action": "open"})),
+        save_time_problems(
+            "pagerduty.event",
+            json!({"routing_key": "abc", "event_action": "open"})
+        ),
         vec![
             "event_action: must be one of \"trigger\", \"acknowledge\", \"resolve\"",
             "routing_key: an Events API v2 integration key has 32 characters, this has 3",
         ]
     );
-    assert!(save_time_problems("pagerduty.event", json!({"routing_key": "{{ secrets.PD }}"})).is_empty());
+    assert!(save_time_problems(
+        "pagerduty.event",
+        json!({"routing_key": "{{ secrets.PD }}"})
+    )
+    .is_empty());
 }
 
 /// Opsgenie Alert API: GenieKey auth, 422 for bad bodies, 202 + requestId for accepted
@@ -202,34 +239,65 @@ async fn opsgenie_creates_by_alias_and_closes_by_alias() {
     let base = json!({"api_key": "og-key", "api_url": og.url});
     let with = |extra: Value| {
         let mut w = base.clone();
-        w.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        w.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         w
     };
-    let out = run_action_in("opsgenie.alert", with(json!({"priority": "P2", "tags": ["db"]})), alert_scope("firing"))
-        .await
-        .unwrap();
+    let out = run_action_in(
+        "opsgenie.alert",
+        with(json!({"priority": "P2", "tags": ["db"]})),
+        alert_scope("firing"),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["result"], "Request will be processed");
     assert_eq!(out["alias"], "1751650d45bf7d6b");
     assert!(out["requestId"].as_str().unwrap().starts_with("req-"));
     let created = og.seen()[0].json().unwrap();
     assert_eq!(created["message"], "Disk almost full on db1");
     assert_eq!(created["priority"], "P2");
-    assert_eq!(created["details"]["instance"], "db1:9100", "details default to the labels");
+    assert_eq!(
+        created["details"]["instance"], "db1:9100",
+        "details default to the labels"
+    );
     assert_eq!(alerts.lock().unwrap()["1751650d45bf7d6b"].0, "open");
 
-    run_action_in("opsgenie.alert", with(json!({"action": "close", "note": "resolved"})), alert_scope("resolved"))
-        .await
-        .unwrap();
+    run_action_in(
+        "opsgenie.alert",
+        with(json!({"action": "close", "note": "resolved"})),
+        alert_scope("resolved"),
+    )
+    .await
+    .unwrap();
     let close = &og.seen()[1];
     assert_eq!(close.path, "/v2/alerts/1751650d45bf7d6b/close");
-    assert_eq!(close.json().unwrap(), json!({"source": "alertflow", "note": "resolved"}));
+    assert_eq!(
+        close.json().unwrap(),
+        json!({"source": "alertflow", "note": "resolved"})
+    );
     assert_eq!(alerts.lock().unwrap()["1751650d45bf7d6b"].0, "closed");
 
-    let err = run_action("opsgenie.alert", with(json!({"api_key": "wrong", "message": "m"}))).await.unwrap_err();
-    assert_eq!(err.message, "Opsgenie request rejected (HTTP 401): Could not authenticate");
-    let err = run_action("opsgenie.alert", with(json!({"action": "close"}))).await.unwrap_err();
-    assert_eq!(err.message, "with.alias: required to close (no current alert to take the fingerprint of)");
-    let err = run_action("opsgenie.alert", with(json!({"message": ""}))).await.unwrap_err();
+    let err = run_action(
+        "opsgenie.alert",
+        with(json!({"api_key": "wrong", "message": "m"})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "Opsgenie request rejected (HTTP 401): Could not authenticate"
+    );
+    let err = run_action("opsgenie.alert", with(json!({"action": "close"})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "with.alias: required to close (no current alert to take the fingerprint of)"
+    );
+    let err = run_action("opsgenie.alert", with(json!({"message": ""})))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.message,
         "Opsgenie request rejected (HTTP 422): Request body is not processable. Please check the errors. (message: Message can not be empty.)"

@@ -24,28 +24,67 @@ async fn runs_a_program_with_args_env_and_stdin() {
 
 #[tokio::test]
 async fn the_server_environment_is_not_passed_on() {
-    let out = run_action("shell.exec", json!({"command": "env", "env": {"ONLY": "this"}})).await.unwrap();
-    let names: Vec<&str> = out["stdout"].as_str().unwrap().lines().filter_map(|l| l.split_once('=').map(|p| p.0)).collect();
-    assert!(names.contains(&"ONLY") && names.contains(&"PATH"), "{names:?}");
+    let out = run_action(
+        "shell.exec",
+        json!({"command": "env", "env": {"ONLY": "this"}}),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = out["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|p| p.0))
+        .collect();
+    assert!(
+        names.contains(&"ONLY") && names.contains(&"PATH"),
+        "{names:?}"
+    );
     for n in &names {
-        assert!(["ONLY", "PATH", "HOME", "LANG", "LC_ALL"].contains(n), "{n} leaked from the server: {names:?}");
+        assert!(
+            ["ONLY", "PATH", "HOME", "LANG", "LC_ALL"].contains(n),
+            "{n} leaked from the server: {names:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_failing_command_fails_the_step_with_its_output() {
-    let script = json!(["-c", "echo partial; echo 'unit nginx.service not found' >&2; exit 3"]);
-    let err = run_action("shell.exec", json!({"command": "sh", "args": script})).await.unwrap_err();
-    assert_eq!(err.message, "\"sh\" exited with 3: unit nginx.service not found");
+    let script = json!([
+        "-c",
+        "echo partial; echo 'unit nginx.service not found' >&2; exit 3"
+    ]);
+    let err = run_action("shell.exec", json!({"command": "sh", "args": script}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        "\"sh\" exited with 3: unit nginx.service not found"
+    );
     assert!(!err.retryable);
     let output = err.output.unwrap();
-    assert_eq!((output["exit_code"].as_i64(), output["stdout"].as_str()), (Some(3), Some("partial\n")));
+    assert_eq!(
+        (output["exit_code"].as_i64(), output["stdout"].as_str()),
+        (Some(3), Some("partial\n"))
+    );
 
-    let out = run_action("shell.exec", json!({"command": "sh", "args": script, "expect_exit": [0, 3]})).await.unwrap();
+    let out = run_action(
+        "shell.exec",
+        json!({"command": "sh", "args": script, "expect_exit": [0, 3]}),
+    )
+    .await
+    .unwrap();
     assert_eq!(out["exit_code"], 3);
 
-    let err = run_action("shell.exec", json!({"command": "no-such-program-here"})).await.unwrap_err();
-    assert!(err.message.starts_with("with.command: cannot run \"no-such-program-here\": "), "{}", err.message);
+    let err = run_action("shell.exec", json!({"command": "no-such-program-here"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("with.command: cannot run \"no-such-program-here\": "),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -56,7 +95,10 @@ async fn output_is_capped_and_the_rest_drained() {
     )
     .await
     .unwrap();
-    assert_eq!(out["exit_code"], 0, "the command was not blocked on a full pipe");
+    assert_eq!(
+        out["exit_code"], 0,
+        "the command was not blocked on a full pipe"
+    );
     assert_eq!(out["stdout"].as_str().unwrap(), "x".repeat(1000));
     assert_eq!(out["stdout_truncated"], true);
     assert_eq!(out["stderr_truncated"], false);
@@ -66,7 +108,10 @@ async fn output_is_capped_and_the_rest_drained() {
 fn gone(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -75,12 +120,18 @@ async fn a_timeout_kills_the_command_and_what_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("child.pid");
     let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
-    let err = run_action("shell.exec", json!({"command": "sh", "args": ["-c", script], "timeout": "1s"}))
-        .await
-        .unwrap_err();
+    let err = run_action(
+        "shell.exec",
+        json!({"command": "sh", "args": ["-c", script], "timeout": "1s"}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.message, "\"sh\" timed out after 1s and was killed");
     assert!(err.retryable);
-    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
     wait_for(|| async { gone(&pid).then_some(()) }).await;
 }
 
@@ -115,13 +166,20 @@ async fn apply_refuses_shell_exec_unless_the_server_allows_it() {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let allowed = spawn_app_with(|c| c.allow_shell = true).await;
     allowed.apply_ok(SHELL_DOC).await;
     let ex = run_workflow(&allowed, "restart", json!({"service": "nginx"})).await;
     assert_eq!(ex["status"], "succeeded", "{ex:#}");
-    assert_eq!(step(&ex, "restart")["output"]["stdout"], "restarted nginx\n");
+    assert_eq!(
+        step(&ex, "restart")["output"]["stdout"],
+        "restarted nginx\n"
+    );
 }
 
 #[tokio::test]

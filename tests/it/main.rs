@@ -12,6 +12,7 @@ mod actions_shell;
 mod alertmanager_e2e;
 mod common;
 mod engine;
+mod examples;
 mod ingress;
 mod restart;
 mod standin;

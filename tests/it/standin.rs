@@ -153,7 +153,9 @@ impl StandIn {
 /// Runs one action as a step would, with `scope` as the template context (`alert`, ...).
 pub async fn run_action_in(name: &str, input: Value, scope: Value) -> Result<Value, ActionError> {
     let registry = Registry::builtin().with_shell(true);
-    let action = registry.get(name).unwrap_or_else(|| panic!("no action {name}"));
+    let action = registry
+        .get(name)
+        .unwrap_or_else(|| panic!("no action {name}"));
     let clients = Clients {
         http: reqwest::Client::new(),
     };
@@ -201,7 +203,11 @@ pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
 /// Starts a manual run of `workflow` with `input` and waits for its end.
 pub async fn run_workflow(app: &crate::common::TestApp, workflow: &str, input: Value) -> Value {
     let (status, v) = app
-        .api(reqwest::Method::POST, &format!("/workflows/{workflow}/run"), Some(input))
+        .api(
+            reqwest::Method::POST,
+            &format!("/workflows/{workflow}/run"),
+            Some(input),
+        )
         .await;
     assert_eq!(status, 202, "{v}");
     app.finished(v["executions"][0].as_str().unwrap()).await
