@@ -250,14 +250,7 @@ mod tests {
 
     #[test]
     fn each_action_names_what_it_needs_at_save_time() {
-        let r = Registry::builtin();
-        let paths = |with: Value| -> Vec<String> {
-            r.check("jira.issue", &with)
-                .unwrap()
-                .into_iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect()
-        };
+        let paths = |with: Value| save_problems("jira.issue", &with);
         let base = json!({"url": "https://x.atlassian.net", "token": "t"});
         let with = |extra: Value| {
             let mut w = base.clone();

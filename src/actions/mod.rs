@@ -207,3 +207,14 @@ fn problem(path: &str, message: impl Into<String>) -> DocError {
         message: message.into(),
     }
 }
+
+/// The save-time problems of `with` for action `name`, as "path: message" (for tests).
+#[cfg(test)]
+fn save_problems(name: &str, with: &Value) -> Vec<String> {
+    Registry::builtin()
+        .check(name, with)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect()
+}

@@ -267,14 +267,7 @@ mod tests {
 
     #[test]
     fn save_time_rules() {
-        let r = Registry::builtin();
-        let paths = |with: Value| -> Vec<String> {
-            r.check("prometheus.query", &with)
-                .unwrap()
-                .into_iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect()
-        };
+        let paths = |with: Value| save_problems("prometheus.query", &with);
         assert!(
             paths(json!({"url": "http://p:9090", "query": "up", "start": "1h", "step": "1m"}))
                 .is_empty()

@@ -148,14 +148,7 @@ mod tests {
 
     #[test]
     fn one_way_to_post_and_something_to_say() {
-        let r = Registry::builtin();
-        let paths = |with: Value| -> Vec<String> {
-            r.check("slack.message", &with)
-                .unwrap()
-                .into_iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect()
-        };
+        let paths = |with: Value| save_problems("slack.message", &with);
         assert_eq!(
             paths(json!({})),
             vec![

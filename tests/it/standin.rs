@@ -200,25 +200,4 @@ pub async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-/// Starts a manual run of `workflow` with `input` and waits for its end.
-pub async fn run_workflow(app: &crate::common::TestApp, workflow: &str, input: Value) -> Value {
-    let (status, v) = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/workflows/{workflow}/run"),
-            Some(input),
-        )
-        .await;
-    assert_eq!(status, 202, "{v}");
-    app.finished(v["executions"][0].as_str().unwrap()).await
-}
-
-/// The step `id` of an execution.
-pub fn step<'a>(ex: &'a Value, id: &str) -> &'a Value {
-    ex["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {ex:#}"))
-}
+pub use crate::engine::{run_manual as run_workflow, step};

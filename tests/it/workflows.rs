@@ -139,7 +139,7 @@ async fn validate_works_offline_and_names_every_problem() {
     assert!(!out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    let expected = json!({"path": "steps[0].uses", "message": "unknown action \"nope\" (known: fail, http.request, transform)"});
+    let expected = json!({"path": "steps[0].uses", "message": "unknown action \"nope\" (known: alertmanager.silence, email.send, fail, http.request, jira.issue, msteams.message, opsgenie.alert, pagerduty.event, prometheus.query, shell.exec, slack.message, transform)"});
     assert!(v["errors"].as_array().unwrap().contains(&expected), "{v}");
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notify.yaml");
