@@ -72,19 +72,10 @@ impl Action for AlertmanagerSilence {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        if let Some(p) = self.check(&input).into_iter().next() {
-            return Err(field(&p.path, p.message));
-        }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let am = Am {
             base: input.required("url")?.trim_end_matches('/').to_string(),
-            headers: match input.get("headers") {
-                Some(Value::Object(h)) => h
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-                _ => vec![],
-            },
+            headers: input.string_map("headers"),
             timeout: input.duration("timeout", DEFAULT_TIMEOUT)?,
             http: &ctx.clients.http,
         };

@@ -94,10 +94,7 @@ impl Action for EmailSend {
     }
 
     async fn run(&self, input: Value, _: &ActionContext<'_>) -> Result<Value, ActionError> {
-        if let Some(p) = self.check(&input).into_iter().next() {
-            return Err(field(&p.path, p.message));
-        }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let (message, message_id, recipients) = build_message(&input)?;
         let host = input.required("host")?;
         let mode = input.str("tls").unwrap_or("starttls");

@@ -1,7 +1,7 @@
 //! Reading a step's rendered input: the same schema that checked `with` at save time checks it
 //! again after rendering (templates are only known then), and every error names the field.
 
-use super::ActionError;
+use super::{Action, ActionError};
 use alertflow_domain::schema;
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -44,6 +44,34 @@ impl Input {
             return Err(ActionError::permanent(all.join("; ")));
         }
         Ok(Input { map })
+    }
+
+    /// [`Input::new`] with the action's schema, then the action's own `check`: the rules
+    /// applied at save time, applied again to the rendered input.
+    pub fn checked(action: &dyn Action, input: Value) -> Result<Input, ActionError> {
+        let input = Input::new(&action.inputs(), input)?;
+        let value = Value::Object(input.map.clone());
+        match action.check(&value).into_iter().next() {
+            Some(p) => Err(field(&p.path, p.message)),
+            None => Ok(input),
+        }
+    }
+
+    /// A mapping of strings (`headers`), as pairs.
+    pub fn string_map(&self, name: &str) -> Vec<(String, String)> {
+        match self.get(name) {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    (k.clone(), v)
+                })
+                .collect(),
+            _ => vec![],
+        }
     }
 
     /// A present, non-null input.

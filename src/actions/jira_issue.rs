@@ -82,13 +82,8 @@ impl Action for JiraIssue {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let action = input.str("action").unwrap_or("create");
-        for k in needed(action) {
-            if input.get(k).is_none() {
-                return Err(field(k, format!("required to {action}")));
-            }
-        }
         let jira = Jira {
             base: input.required("url")?.trim_end_matches('/').to_string(),
             user: input.str("user").filter(|u| !u.is_empty()),

@@ -59,10 +59,7 @@ impl Action for MsTeamsMessage {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        if let Some(p) = self.check(&input).into_iter().next() {
-            return Err(input::field(&p.path, p.message));
-        }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let url = input.required("webhook_url")?;
         let timeout = input.duration("timeout", DEFAULT_TIMEOUT)?;
         let card = match input.get("card") {

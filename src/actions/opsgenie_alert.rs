@@ -59,7 +59,7 @@ impl Action for OpsgenieAlert {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let action = input.str("action").unwrap_or("create");
         let key = input.required("api_key")?;
         let alias = input

@@ -73,7 +73,7 @@ impl Action for PagerDutyEvent {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let action = input.str("event_action").unwrap_or("trigger");
         let dedup_key = input
             .str("dedup_key")

@@ -86,10 +86,7 @@ impl Action for PrometheusQuery {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        if let Some(p) = self.check(&input).into_iter().next() {
-            return Err(field(&p.path, p.message));
-        }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let timeout = input.duration("timeout", DEFAULT_TIMEOUT)?;
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let time = |k: &str| -> Result<Option<f64>, ActionError> {
@@ -125,13 +122,7 @@ impl Action for PrometheusQuery {
 
         let url = http_util::join(input.required("url")?, path);
         let http = &ctx.clients.http;
-        let headers: Vec<(String, String)> = match input.get("headers") {
-            Some(Value::Object(h)) => h
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect(),
-            _ => vec![],
-        };
+        let headers = input.string_map("headers");
         // A little longer than the query timeout, so Prometheus can say it timed out itself.
         let wait = timeout + std::time::Duration::from_secs(5);
         let reply = send(SERVICE, wait, || {

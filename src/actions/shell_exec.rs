@@ -67,7 +67,7 @@ impl Action for ShellExec {
                 "shell.exec is not allowed on this server: start it with --allow-shell (ALERTFLOW_ALLOW_SHELL=true)",
             ));
         }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let program = input.required("command")?;
         let timeout = input.duration("timeout", DEFAULT_TIMEOUT)?;
         let cap = input

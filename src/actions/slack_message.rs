@@ -2,7 +2,7 @@
 //! with `chat.postMessage` (`token` and `channel`), as text and/or Block Kit `blocks`.
 
 use super::http_util::{self, send, DEFAULT_TIMEOUT};
-use super::input::{field, Input};
+use super::input::Input;
 use super::*;
 
 pub struct SlackMessage;
@@ -95,10 +95,7 @@ impl Action for SlackMessage {
     }
 
     async fn run(&self, input: Value, ctx: &ActionContext<'_>) -> Result<Value, ActionError> {
-        if let Some(p) = self.check(&input).into_iter().next() {
-            return Err(field(&p.path, p.message));
-        }
-        let input = Input::new(&self.inputs(), input)?;
+        let input = Input::checked(self, input)?;
         let timeout = input.duration("timeout", DEFAULT_TIMEOUT)?;
         let mut body = serde_json::Map::new();
         for k in MESSAGE_FIELDS {

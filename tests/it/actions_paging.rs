@@ -40,6 +40,9 @@ pub async fn pagerduty() -> (StandIn, Incidents) {
                 if p["source"].as_str().is_none_or(str::is_empty) {
                     errors.push("'payload.source' is missing or blank");
                 }
+                if p.get("timestamp").is_some_and(|t| t.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_none()) {
+                    errors.push("'payload.timestamp' is invalid");
+                }
                 if !["critical", "error", "warning", "info"].contains(&p["severity"].as_str().unwrap_or_default()) {
                     errors.push("'payload.severity' is invalid (must be one of the following: 'critical', 'warning', 'error' or 'info')");
                 }
@@ -121,17 +124,29 @@ async fn pagerduty_triggers_from_the_alert_and_resolves_the_same_incident() {
 #[tokio::test]
 async fn pagerduty_errors_say_what_is_wrong() {
     let (pd, _) = pagerduty().await;
-    // PagerDuty's own validation, surfaced: a bad key (as a secret's value would be, unseen at save time).
+    // A key from a secret is only seen at run time: checked then, before calling.
     let err = run_action(
         "pagerduty.event",
         json!({"routing_key": "short", "summary": "s", "api_url": pd.url}),
     )
     .await
     .unwrap_err();
+    assert_eq!(
+        err.message,
+        "with.routing_key: an Events API v2 integration key has 32 characters, this has 5"
+    );
+
+    // PagerDuty's own validation, surfaced with its words.
+    let err = run_action(
+        "pagerduty.event",
+        json!({"routing_key": PD_KEY, "summary": "s", "timestamp": "yesterday", "api_url": pd.url}),
+    )
+    .await
+    .unwrap_err();
     assert!(!err.retryable);
     assert_eq!(
         err.message,
-        "PagerDuty request rejected (HTTP 400): Event object is invalid (Length of 'routing_key' is incorrect (should be 32 characters))"
+        "PagerDuty request rejected (HTTP 400): Event object is invalid ('payload.timestamp' is invalid)"
     );
     assert_eq!(err.output.unwrap()["body"]["status"], "invalid event");
 
