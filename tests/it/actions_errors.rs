@@ -113,3 +113,43 @@ steps:
     assert_eq!(ex["status"], "succeeded", "{ex:#}");
     assert_eq!(pd.seen()[0].json().unwrap()["payload"]["severity"], "info");
 }
+
+#[tokio::test]
+async fn http_request_says_which_failure_too_and_waits_out_a_short_429() {
+    let url = format!("http://127.0.0.1:{}/x", closed_port());
+    let err = run_action("http.request", json!({"url": url}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("http.request: cannot connect to 127.0.0.1"),
+        "{}",
+        err.message
+    );
+    assert!(err.retryable);
+
+    let s = StandIn::start(|_| Answer::json(200, json!({"id": 7}))).await;
+    let err = run_action(
+        "http.request",
+        json!({"url": s.url.replace("http://", "https://")}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("http.request: TLS failure with 127.0.0.1"),
+        "{}",
+        err.message
+    );
+    assert!(!err.retryable);
+
+    s.queue(Answer::text(429, "slow down").header("retry-after", "1"));
+    let out = run_action("http.request", json!({"url": s.url}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out["status"].as_u64(), out["body"]["id"].as_u64()),
+        (Some(200), Some(7))
+    );
+    assert_eq!(s.seen().len(), 2, "the 429, then the same request again");
+}
