@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// How long a claimed job stays with its worker without a heartbeat [default: 30s]
     #[arg(long, env = "ALERTFLOW_JOB_LEASE")]
     pub job_lease: Option<Duration>,
+    /// Allow workflows to run commands on this host with shell.exec [default: false]
+    #[arg(long, env = "ALERTFLOW_ALLOW_SHELL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_shell: Option<bool>,
     /// Master key for secrets at rest (64 hex digits) [default: DATA_DIR/master.key, created on first start]
     #[arg(long, env = "ALERTFLOW_MASTER_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -44,6 +48,8 @@ pub struct Config {
     pub workers: usize,
     pub job_lease: std::time::Duration,
     pub master_key: Option<String>,
+    /// Whether `shell.exec` may be saved and run.
+    pub allow_shell: bool,
     /// Serve the REST API and UI; off for an ingress-only node.
     pub api: bool,
     /// Serve `POST /hooks/...`.
@@ -96,6 +102,9 @@ impl Config {
         if let Some(v) = args.job_lease.or(f.job_lease) {
             cfg.job_lease = v.as_std();
         }
+        if let Some(v) = args.allow_shell.or(f.allow_shell) {
+            cfg.allow_shell = v;
+        }
         cfg.master_key = args.master_key;
         Ok(cfg)
     }
@@ -112,6 +121,7 @@ impl Config {
             workers: 64,
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
+            allow_shell: false,
             api: true,
             ingress: true,
             clock: Default::default(),
@@ -150,11 +160,35 @@ mod tests {
         assert_eq!(cfg.job_lease, std::time::Duration::from_secs(60));
         assert_eq!(cfg.database_url, "sqlite:///srv/af/alertflow.db");
         assert_eq!(cfg.public_base(cfg.listen), "http://0.0.0.0:9000");
+        assert!(!cfg.allow_shell, "shell actions are off unless asked for");
+
+        std::fs::write(&file, "allow_shell = true\n").unwrap();
+        let cfg = Config::resolve(ServeArgs::default(), None, Some(&file)).unwrap();
+        assert!(cfg.allow_shell);
 
         std::fs::write(&file, "listen_addr = \"x\"\n").unwrap();
         let err = Config::resolve(ServeArgs::default(), None, Some(&file))
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn allow_shell_as_a_bare_flag_or_a_boolish_value() {
+        use clap::Parser;
+        let parse = |args: &[&str]| match crate::cli::Cli::try_parse_from(args).unwrap().command {
+            crate::cli::Command::Serve(a) => a.allow_shell,
+            _ => unreachable!(),
+        };
+        assert_eq!(parse(&["alertflow", "serve"]), None);
+        assert_eq!(parse(&["alertflow", "serve", "--allow-shell"]), Some(true));
+        assert_eq!(
+            parse(&["alertflow", "serve", "--allow-shell=no"]),
+            Some(false)
+        );
+        assert_eq!(
+            parse(&["alertflow", "serve", "--allow-shell", "1"]),
+            Some(true)
+        );
     }
 }

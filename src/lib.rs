@@ -76,7 +76,7 @@ pub async fn run_until(
 
     let bound: SocketAddr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
-    let registry = Registry::builtin();
+    let registry = Registry::builtin().with_shell(config.allow_shell);
     let public_base = config.public_base(bound);
 
     let (stop_tx, stop_rx) = watch::channel(false);

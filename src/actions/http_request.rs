@@ -1,5 +1,6 @@
 //! `http.request`: calls an HTTP endpoint; the response status, headers and body are the output.
 
+use super::http_util;
 use super::*;
 use alertflow_domain::Duration;
 use std::time::Instant;
@@ -99,32 +100,35 @@ impl Action for HttpRequest {
                 .as_std(),
             None => DEFAULT_TIMEOUT,
         };
-        let mut req = ctx.clients.http.request(method, url).timeout(timeout);
-        for (k, v) in string_map(input.get("headers"), "headers")? {
-            req = req.header(k, v);
-        }
+        let headers = string_map(input.get("headers"), "headers")?;
         let query = string_map(input.get("query"), "query")?;
-        if !query.is_empty() {
-            req = req.query(&query);
-        }
-        if let Some(json) = input.get("json") {
-            req = req.json(json);
-        } else if let Some(body) = input.get("body") {
-            req = req.body(
-                body.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| body.to_string()),
-            );
-        }
+        let build = || {
+            let mut req = ctx.clients.http.request(method.clone(), url);
+            for (k, v) in &headers {
+                req = req.header(k, v);
+            }
+            if !query.is_empty() {
+                req = req.query(&query);
+            }
+            if let Some(json) = input.get("json") {
+                req = req.json(json);
+            } else if let Some(body) = input.get("body") {
+                req = req.body(
+                    body.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| body.to_string()),
+                );
+            }
+            req
+        };
 
         let started = Instant::now();
-        let resp = req.send().await.map_err(|e| {
-            let e = e.without_url();
-            ActionError::transient(format!("request to {url} failed: {e}"))
-        })?;
-        let status = resp.status().as_u16();
-        let headers: serde_json::Map<String, Value> = resp
-            .headers()
+        // Transport errors say which (unreachable, TLS, timeout); a short 429 is waited out.
+        let reply = http_util::send("http.request", timeout, build).await?;
+        let status = reply.status;
+        let retry_after = http_util::retry_after(&reply.headers);
+        let headers: serde_json::Map<String, Value> = reply
+            .headers
             .iter()
             .map(|(k, v)| {
                 (
@@ -133,19 +137,10 @@ impl Action for HttpRequest {
                 )
             })
             .collect();
-        let is_json = headers
-            .get("content-type")
-            .and_then(Value::as_str)
-            .is_some_and(|ct| ct.contains("json"));
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ActionError::transient(format!("reading the response of {url}: {e}")))?;
-        let body = if is_json {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        } else {
-            Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        // An empty body is "", as a text one would be.
+        let body = match reply.body {
+            Value::Null => Value::String(String::new()),
+            b => b,
         };
         let output = serde_json::json!({
             "status": status,
@@ -164,6 +159,7 @@ impl Action for HttpRequest {
                 ),
                 retryable: status >= 500 || status == 429 || status == 408,
                 output: Some(output),
+                retry_after,
             });
         }
         Ok(output)

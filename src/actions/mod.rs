@@ -1,8 +1,19 @@
 //! Actions: one file each, behind one trait, registered in `Registry::builtin`.
 
+mod alertmanager_silence;
 pub mod approval;
+mod email_send;
 mod fail;
 mod http_request;
+pub mod http_util;
+mod input;
+mod jira_issue;
+mod msteams_message;
+mod opsgenie_alert;
+mod pagerduty_event;
+mod prometheus_query;
+mod shell_exec;
+mod slack_message;
 mod transform;
 pub mod wait;
 
@@ -20,6 +31,8 @@ pub struct ActionError {
     /// Worth another attempt (network error, 5xx); a 4xx or a bad input is not.
     pub retryable: bool,
     pub output: Option<Value>,
+    /// How long the service asked us to wait (429 + Retry-After) before the next attempt.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ActionError {
@@ -28,6 +41,7 @@ impl ActionError {
             message: message.into(),
             retryable: false,
             output: None,
+            retry_after: None,
         }
     }
     pub fn transient(message: impl Into<String>) -> Self {
@@ -35,7 +49,12 @@ impl ActionError {
             message: message.into(),
             retryable: true,
             output: None,
+            retry_after: None,
         }
+    }
+    pub fn with_output(mut self, output: Value) -> Self {
+        self.output = Some(output);
+        self
     }
 }
 
@@ -77,9 +96,11 @@ pub trait Action: Send + Sync {
 #[derive(Clone)]
 pub struct Registry {
     actions: BTreeMap<&'static str, Arc<dyn Action>>,
+    shell_allowed: bool,
 }
 
 impl Registry {
+    /// Every built-in action, with `shell.exec` refusing to run (see [`Registry::with_shell`]).
     pub fn builtin() -> Registry {
         let all: Vec<Arc<dyn Action>> = vec![
             Arc::new(http_request::HttpRequest),
@@ -87,10 +108,52 @@ impl Registry {
             Arc::new(fail::Fail),
             Arc::new(wait::Wait),
             Arc::new(approval::Approval),
+            Arc::new(slack_message::SlackMessage),
+            Arc::new(msteams_message::MsTeamsMessage),
+            Arc::new(pagerduty_event::PagerDutyEvent),
+            Arc::new(opsgenie_alert::OpsgenieAlert),
+            Arc::new(email_send::EmailSend),
+            Arc::new(jira_issue::JiraIssue),
+            Arc::new(prometheus_query::PrometheusQuery),
+            Arc::new(alertmanager_silence::AlertmanagerSilence),
+            Arc::new(shell_exec::ShellExec { allowed: false }),
         ];
         Registry {
             actions: all.into_iter().map(|a| (a.name(), a)).collect(),
+            shell_allowed: false,
         }
+    }
+
+    /// Whether `shell.exec` may be saved and run (`serve --allow-shell`).
+    pub fn with_shell(mut self, allowed: bool) -> Registry {
+        let shell: Arc<dyn Action> = Arc::new(shell_exec::ShellExec { allowed });
+        self.actions.insert(shell.name(), shell);
+        self.shell_allowed = allowed;
+        self
+    }
+
+    /// Problems a server adds to a valid document: steps using actions this server does
+    /// not allow. Offline `validate` skips this; `apply` does not.
+    pub fn refusals(&self, wf: &alertflow_domain::workflow::Workflow) -> Vec<DocError> {
+        if self.shell_allowed {
+            return vec![];
+        }
+        wf.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.uses == shell_exec::NAME)
+            .map(|(i, s)| {
+                problem(
+                    &format!("steps[{i}].uses"),
+                    format!(
+                        "step {:?} uses {}, which this server does not allow; start it with \
+                         --allow-shell (ALERTFLOW_ALLOW_SHELL=true) to run commands",
+                        s.id,
+                        shell_exec::NAME
+                    ),
+                )
+            })
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
@@ -119,11 +182,43 @@ impl ActionCatalog for Registry {
     }
 }
 
-// Helpers shared by the actions' `check`.
+// Helpers shared by the actions.
+
+/// The alert the run is about: `alert` under `split: per_alert` (or a foreach over alerts).
+fn current_alert<'a>(ctx: &'a ActionContext<'_>) -> Option<&'a Value> {
+    ctx.scope.get("alert").filter(|a| a.is_object())
+}
+
+/// A string at `path` inside the current alert (`labels.instance`), if there is one.
+fn alert_str<'a>(ctx: &'a ActionContext<'_>, path: &[&str]) -> Option<&'a str> {
+    let mut v = current_alert(ctx)?;
+    for key in path {
+        v = v.get(key)?;
+    }
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// The static value of `with.NAME` when it is not a template (for save-time checks).
+fn static_str<'a>(with: &'a Value, name: &str) -> Option<&'a str> {
+    with.get(name)
+        .filter(|v| !is_templated(v))
+        .and_then(Value::as_str)
+}
 
 fn problem(path: &str, message: impl Into<String>) -> DocError {
     DocError {
         path: path.to_string(),
         message: message.into(),
     }
+}
+
+/// The save-time problems of `with` for action `name`, as "path: message" (for tests).
+#[cfg(test)]
+fn save_problems(name: &str, with: &Value) -> Vec<String> {
+    Registry::builtin()
+        .check(name, with)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect()
 }

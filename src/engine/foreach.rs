@@ -86,7 +86,7 @@ pub async fn run(
                 let result = one_attempt(sr, action, input.clone(), &scope, deadline).await;
                 match result {
                     Some(Err(e)) if e.retryable && attempt < max_attempts => {
-                        let delay = backoff(step, attempt);
+                        let delay = backoff(step, attempt).max(e.retry_after.unwrap_or_default());
                         if sr.now() + delay.as_millis() as i64 >= deadline {
                             return (index, attempt, Some(Err(e)));
                         }

@@ -257,7 +257,8 @@ async fn attempts(
         Err(e) => {
             rec.output = e.output.as_ref().map(|o| sr.redactor.json(o));
             let message = sr.redactor.text(&e.message);
-            let delay = backoff(step, rec.attempts as u32);
+            // A service that said when to come back (429 Retry-After) is not asked sooner.
+            let delay = backoff(step, rec.attempts as u32).max(e.retry_after.unwrap_or_default());
             let retry_at = now + delay.as_millis() as i64;
             if e.retryable && rec.attempts < max_attempts && retry_at < deadline {
                 rec.status = StepStatus::Waiting.as_str().into();

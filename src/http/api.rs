@@ -180,6 +180,10 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
     let source = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("workflow document is not UTF-8".into()))?;
     let wf = workflow::parse(source, &s.registry).map_err(Error::InvalidWorkflow)?;
+    let refused = s.registry.refusals(&wf);
+    if !refused.is_empty() {
+        return Err(Error::InvalidWorkflow(refused));
+    }
     missing_secrets(&s, &wf).await?;
     let document = serde_json::to_string(&wf).map_err(|e| Error::Internal(e.to_string()))?;
     let now = s.clock.now_ms();

@@ -9,14 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A child process killed (and reaped) on drop, so a failing assert still cleans up.
-struct Proc {
+pub struct Proc {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
 impl Proc {
-    fn start(name: &'static str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
+    pub fn start(name: &'static str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
@@ -28,12 +28,12 @@ impl Proc {
         Proc { name, child, log }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits for `GET {url}/-/ready` to answer 200; fails early, with the log, if the process exits.
-    async fn ready(&mut self, url: &str) {
+    pub async fn ready(&mut self, url: &str) {
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -58,7 +58,7 @@ impl Drop for Proc {
 }
 
 /// A port nobody listens on right now: bind port 0, note it, let it go.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -86,7 +86,7 @@ async fn cli(app: &TestApp, args: &[&str]) -> String {
 }
 
 /// The alertmanager.yml of the journey: a fast route, then the receiver block as given.
-fn alertmanager_yml(receiver_block: &str) -> String {
+pub fn alertmanager_yml(receiver_block: &str) -> String {
     "route:\n  receiver: 'alertflow'\n  group_by: ['alertname']\n  group_wait: 1s\n  \
      group_interval: 2s\n  repeat_interval: 1h\n"
         .to_string()
@@ -94,7 +94,7 @@ fn alertmanager_yml(receiver_block: &str) -> String {
 }
 
 /// Starts Alertmanager with `config` on a free port (clustering off); returns it and its URL.
-async fn start_alertmanager(bin: &Path, dir: &Path, config: &str) -> (Proc, String) {
+pub async fn start_alertmanager(bin: &Path, dir: &Path, config: &str) -> (Proc, String) {
     let cfg = dir.join("alertmanager.yml");
     std::fs::write(&cfg, config).unwrap();
     let port = free_port();

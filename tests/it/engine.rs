@@ -3,7 +3,7 @@
 use crate::common::*;
 use serde_json::{json, Value};
 
-async fn run_manual(app: &TestApp, workflow: &str, input: Value) -> Value {
+pub async fn run_manual(app: &TestApp, workflow: &str, input: Value) -> Value {
     let (status, v) = app
         .api(
             reqwest::Method::POST,
@@ -15,7 +15,7 @@ async fn run_manual(app: &TestApp, workflow: &str, input: Value) -> Value {
     app.finished(v["executions"][0].as_str().unwrap()).await
 }
 
-fn step<'a>(ex: &'a Value, id: &str) -> &'a Value {
+pub fn step<'a>(ex: &'a Value, id: &str) -> &'a Value {
     ex["steps"]
         .as_array()
         .unwrap()

@@ -127,8 +127,9 @@ async fn bad_deliveries_get_their_status_and_nothing_accepted_is_lost() {
     let bad_time = String::from_utf8(good.clone())
         .unwrap()
         .replace("2026-11-23T23:07:31.32Z", "noon");
-    #[allow(clippy::type_complexity)] // a table of cases reads best inline
-    let cases: Vec<(String, Vec<u8>, &str, u16, &str, &str)> = vec![
+    // (path, body, content type, status, error code, text the message contains)
+    type Case<'a> = (String, Vec<u8>, &'a str, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/hooks/notify".into(),
             good.clone(),

@@ -81,6 +81,15 @@ fn check_at(schema: &Value, value: &Value, path: &str, out: &mut Vec<DocError>) 
             return problem(path, e.to_string(), out);
         }
     }
+    if schema.get("format").and_then(Value::as_str) == Some("uri") {
+        if let Some(u) = value.as_str().filter(|u| !is_absolute_url(u)) {
+            return problem(
+                path,
+                format!("{u:?} is not an absolute URL (write e.g. https://host/path)"),
+                out,
+            );
+        }
+    }
     if let (Some(min), Some(n)) = (
         schema.get("minimum").and_then(Value::as_f64),
         value.as_f64(),
@@ -100,6 +109,22 @@ fn check_at(schema: &Value, value: &Value, path: &str, out: &mut Vec<DocError>) 
         }
         _ => {}
     }
+}
+
+/// `scheme://host...`: enough to catch a missing scheme or a bare host name at save time.
+fn is_absolute_url(u: &str) -> bool {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    scheme_ok && !host.is_empty() && !u.chars().any(char::is_whitespace)
 }
 
 fn check_object(
@@ -186,6 +211,33 @@ mod tests {
                 "url: required",
             ]
         );
+    }
+
+    #[test]
+    fn uris_must_be_absolute() {
+        let schema =
+            json!({"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}});
+        for ok in [
+            "https://hooks.slack.com/services/T/B/x",
+            "http://127.0.0.1:9093",
+            "http://h?q=1",
+        ] {
+            assert!(check(&schema, &json!({"url": ok})).is_empty(), "{ok}");
+        }
+        for bad in [
+            "hooks.slack.com/services",
+            "http://",
+            "://x",
+            "http://a b",
+            "9093",
+        ] {
+            assert_eq!(
+                paths(&schema, json!({"url": bad})),
+                vec![format!(
+                    "url: {bad:?} is not an absolute URL (write e.g. https://host/path)"
+                )]
+            );
+        }
     }
 
     #[test]
