@@ -309,3 +309,62 @@ async fn restart_example_restarts_the_named_service_and_reports() {
         ]
     );
 }
+
+#[tokio::test]
+async fn jira_example_closes_on_resolve_the_issue_it_opened_on_firing() {
+    let (j, issues) = crate::actions_jira::jira().await;
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    let doc = example(
+        "jira-ticket.yaml",
+        &[("JIRA_TOKEN", crate::actions_jira::JIRA_TOKEN)],
+        &[
+            ("open", "url", json!(j.url)),
+            ("close", "url", json!(j.url)),
+        ],
+    );
+    app.apply_ok(&doc).await;
+
+    let fired = deliver(
+        &app,
+        "jira-ticket",
+        &key,
+        fixture("prometheus-rule-firing.json"),
+    )
+    .await;
+    assert_eq!(fired[0]["status"], "succeeded", "{}", fired[0]);
+    let opened = fired[0]["steps"][0]["output"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(issues.lock().unwrap()[&opened].status, "To Do");
+
+    // The same alert fires again (a repeat): no second issue.
+    let again = deliver(&app, "jira-ticket", &key, {
+        let mut b: Value = serde_json::from_slice(&fixture("prometheus-rule-firing.json")).unwrap();
+        b["groupKey"] = json!("{}:{alertname=\"AlwaysFiring\",repeat=\"1\"}");
+        serde_json::to_vec(&b).unwrap()
+    })
+    .await;
+    assert_eq!(again[0]["steps"][0]["status"], "skipped");
+    assert_eq!(issues.lock().unwrap().len(), 1);
+
+    let resolved = deliver(
+        &app,
+        "jira-ticket",
+        &key,
+        fixture("prometheus-rule-resolved.json"),
+    )
+    .await;
+    assert_eq!(
+        resolved[0]["steps"][1]["status"], "succeeded",
+        "{}",
+        resolved[0]
+    );
+    let issue = issues.lock().unwrap()[&opened].clone();
+    assert_eq!(issue.status, "Done");
+    assert!(
+        issue.comments.iter().any(|c| c.starts_with("Resolved at")),
+        "{issue:?}"
+    );
+}
