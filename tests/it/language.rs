@@ -7,6 +7,39 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Runs each named `async fn(TestApp)` against a server on SQLite, and on PostgreSQL when
+/// `ALERTFLOW_TEST_POSTGRES` names one.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::common::*;
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(spawn_app().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(url) = postgres_database().await {
+                    super::$name(spawn_app_with(|c| c.database_url = url).await).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    approvals_decide_through_the_api_a_signed_link_and_the_cli,
+    only_named_approvers_decide_through_the_api,
+    cancel_stops_a_run_and_replay_runs_its_input_again,
+    a_running_step_is_cancelled_at_once,
+    foreach_runs_each_item_and_shows_each_status,
+    alert_memory_and_the_per_alert_lock_close_what_the_firing_run_opened,
+    a_resolved_notification_ends_a_wait_until_resolved,
+    max_runs_holds_back_deliveries_and_records_them,
+    a_schedule_fires_on_the_clock_and_lists_its_next_times,
+    a_run_past_its_timeout_ends_timed_out,
+);
+
 fn step<'a>(ex: &'a Value, id: &str) -> &'a Value {
     ex["steps"]
         .as_array()
@@ -83,9 +116,7 @@ async fn retries_back_off_on_the_clock_and_record_every_attempt() {
     assert_eq!(sink.requests.lock().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn approvals_decide_through_the_api_a_signed_link_and_the_cli() {
-    let app = spawn_app().await;
+async fn approvals_decide_through_the_api_a_signed_link_and_the_cli(app: TestApp) {
     app.apply_ok("name: gate\ntrigger: {type: manual}\nsteps:\n  - {id: ok, uses: approval, with: {message: restart db1?, timeout: 1h}}\n  - {id: act, uses: transform, with: {value: 'restarted by {{ steps.ok.output.by }}'}}\n").await;
 
     // Approved through the API: the next step runs.
@@ -182,9 +213,7 @@ async fn approvals_decide_through_the_api_a_signed_link_and_the_cli() {
         .contains("no decision within 1h"));
 }
 
-#[tokio::test]
-async fn only_named_approvers_decide_through_the_api() {
-    let app = spawn_app().await;
+async fn only_named_approvers_decide_through_the_api(app: TestApp) {
     app.apply_ok("name: gate\ntrigger: {type: manual}\nsteps:\n  - {id: ok, uses: approval, with: {approvers: [alice]}}\n").await;
     let id = app.start("gate", json!({})).await;
     app.reaches(&id, "waiting").await;
@@ -235,9 +264,7 @@ async fn waits_and_approvals_survive_a_restart() {
     assert_eq!(app.finished(&g).await["status"], "succeeded");
 }
 
-#[tokio::test]
-async fn cancel_stops_a_run_and_replay_runs_its_input_again() {
-    let app = spawn_app().await;
+async fn cancel_stops_a_run_and_replay_runs_its_input_again(app: TestApp) {
     app.apply_ok("name: w\ntrigger: {type: manual}\nsteps:\n  - {id: pause, uses: wait, with: {duration: 1h}}\n").await;
     let id = app.start("w", json!({"n": 1})).await;
     app.reaches(&id, "waiting").await;
@@ -290,9 +317,7 @@ async fn cancel_stops_a_run_and_replay_runs_its_input_again() {
     assert_eq!(old["version"], 1);
 }
 
-#[tokio::test]
-async fn a_running_step_is_cancelled_at_once() {
-    let app = spawn_app().await;
+async fn a_running_step_is_cancelled_at_once(app: TestApp) {
     // A server that never answers: only the cancel can end the step.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -318,9 +343,7 @@ async fn a_running_step_is_cancelled_at_once() {
     assert_eq!(step(&ex, "call")["status"], "cancelled");
 }
 
-#[tokio::test]
-async fn foreach_runs_each_item_and_shows_each_status() {
-    let app = spawn_app().await;
+async fn foreach_runs_each_item_and_shows_each_status(app: TestApp) {
     let key = app.create_key("ops").await;
     app.apply_ok("name: each\ntrigger: {type: prometheus}\nsteps:\n  - id: names\n    uses: transform\n    foreach: '{{ trigger.alerts }}'\n    concurrency: 2\n    with: {value: '{{ index }}:{{ alert.labels.instance }}'}\n").await;
     let (status, v) = app
@@ -360,9 +383,7 @@ async fn foreach_runs_each_item_and_shows_each_status() {
     );
 }
 
-#[tokio::test]
-async fn alert_memory_and_the_per_alert_lock_close_what_the_firing_run_opened() {
-    let app = spawn_app().await;
+async fn alert_memory_and_the_per_alert_lock_close_what_the_firing_run_opened(app: TestApp) {
     let key = app.create_key("ops").await;
     app.apply_ok(
         r#"name: ticket
@@ -408,9 +429,7 @@ steps:
     );
 }
 
-#[tokio::test]
-async fn a_resolved_notification_ends_a_wait_until_resolved() {
-    let app = spawn_app().await;
+async fn a_resolved_notification_ends_a_wait_until_resolved(app: TestApp) {
     let key = app.create_key("ops").await;
     app.apply_ok(
         r#"name: still-firing
@@ -444,9 +463,7 @@ steps:
     assert!(ex["error"].as_str().unwrap().contains("resolved"));
 }
 
-#[tokio::test]
-async fn max_runs_holds_back_deliveries_and_records_them() {
-    let app = spawn_app().await;
+async fn max_runs_holds_back_deliveries_and_records_them(app: TestApp) {
     let key = app.create_key("ops").await;
     app.apply_ok("name: capped\ntrigger: {type: webhook, max_runs: {count: 2, per: 1h}}\nsteps:\n  - {id: a, uses: transform, with: {value: 1}}\n").await;
     let mut outcomes = Vec::new();
@@ -465,9 +482,7 @@ async fn max_runs_holds_back_deliveries_and_records_them() {
     assert_eq!(held["executions"], json!([]));
 }
 
-#[tokio::test]
-async fn a_schedule_fires_on_the_clock_and_lists_its_next_times() {
-    let app = spawn_app().await;
+async fn a_schedule_fires_on_the_clock_and_lists_its_next_times(app: TestApp) {
     app.apply_ok("name: tick\ntrigger: {type: schedule, every: 1h}\nsteps:\n  - {id: a, uses: transform, with: {value: '{{ trigger.scheduled_at }}'}}\n").await;
     let next = app.get("/workflows/tick/schedule").await;
     let times = next["next"].as_array().unwrap();
@@ -500,9 +515,7 @@ async fn a_schedule_fires_on_the_clock_and_lists_its_next_times() {
     );
 }
 
-#[tokio::test]
-async fn a_run_past_its_timeout_ends_timed_out() {
-    let app = spawn_app().await;
+async fn a_run_past_its_timeout_ends_timed_out(app: TestApp) {
     app.apply_ok("name: bounded\ntimeout: 2m\ntrigger: {type: manual}\nsteps:\n  - {id: pause, uses: wait, with: {duration: 1h}}\n  - {id: after, uses: transform, with: {value: 1}}\n").await;
     let id = app.start("bounded", json!({})).await;
     app.reaches(&id, "waiting").await;
