@@ -43,6 +43,8 @@ pub struct AppState {
     pub clock: clock::Clock,
     /// This node's engine, when it runs one: a cancel stops a run here at once.
     pub engine: Option<Arc<Engine>>,
+    /// True once shutdown began: deliveries are then answered 503, so senders retry elsewhere.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub fn now_ms() -> i64 {
@@ -121,7 +123,9 @@ pub async fn run_until(
         wake,
         clock: config.clock.clone(),
         engine: engine_handle,
+        stopping: stop_rx.clone(),
     };
+    let node = node_id(&config.data_dir)?;
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
     let app = http::router(state);
@@ -132,11 +136,21 @@ pub async fn run_until(
         })
         .await?;
     if let Some(engine) = engine_task {
-        // Running steps get a moment to finish; what does not is resumed on the next start.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), engine).await;
+        // Running steps get a moment to finish. What does not is handed back: its lease is
+        // released, so another node (or this one, restarted) resumes it from its last step.
+        if tokio::time::timeout(SHUTDOWN_GRACE, engine).await.is_err() {
+            match store.release_leases(&node).await {
+                Ok(n) => tracing::info!(handed_back = n, "stopping with runs unfinished"),
+                Err(e) => tracing::warn!(error = %e, "could not hand back unfinished runs"),
+            }
+        }
     }
+    tracing::info!("alertflow stopped");
     Ok(())
 }
+
+/// How long a stopping node lets running steps finish before handing their runs back.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens and migrates the store the URL names.
 pub async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {

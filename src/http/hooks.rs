@@ -30,6 +30,9 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if *state.stopping.borrow() {
+        return Error::Unavailable("this node is shutting down; retry".into()).into_response();
+    }
     let limit = state.config.max_body_bytes;
     let declared_too_big = headers
         .get(CONTENT_LENGTH)

@@ -42,6 +42,9 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if *state.stopping.borrow() {
+        return Error::Unavailable("shutting down".into()).into_response();
+    }
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => Error::Unavailable(format!("store unreachable: {e}")).into_response(),

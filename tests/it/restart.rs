@@ -159,3 +159,84 @@ async fn a_killed_server_resumes_the_run_after_restart() {
         serde_json::from_slice::<Value>(&fixture("prometheus-rule-firing.json")).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hold, hits) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let gate_url = gate(hold.clone(), hits.clone()).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(dir.path(), port);
+    let token_file = dir.path().join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
+        .await
+        .trim()
+        .to_string();
+    wait_for(|| async { api(&base, &token, "/workflows").await }).await;
+    let http = reqwest::Client::new();
+    let key: Value = http
+        .post(format!("{base}/api/v1/keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "ops"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["value"].as_str().unwrap().to_string();
+    let doc = format!("name: held\ntrigger: {{type: webhook}}\nsteps:\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}, timeout: 1h}}\n");
+    assert!(http
+        .post(format!("{base}/api/v1/workflows"))
+        .bearer_auth(&token)
+        .body(doc)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let hook = format!("{base}/hooks/held?x-api-key={key}");
+    let accepted: Value = http
+        .post(&hook)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["executions"][0].as_str().unwrap().to_string();
+    wait_for(|| async { (hits.load(Ordering::SeqCst) == 1).then_some(()) }).await;
+
+    // SIGTERM: the server stops taking deliveries, waits for the step a while, hands the run
+    // back and exits cleanly by itself.
+    let pid = server.id().unwrap() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let after = http.post(&hook).json(&serde_json::json!({})).send().await;
+    assert!(
+        after.map(|r| r.status().as_u16()).unwrap_or(503) != 202,
+        "a delivery was taken after SIGTERM"
+    );
+    // It exits by itself (bounded by its grace period); a hang fails the test here.
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), server.wait())
+        .await
+        .expect("the server exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Restarted, the node resumes the handed-back run from its step.
+    hold.store(false, Ordering::SeqCst);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = serve(dir.path(), port);
+    let ex = wait_for(|| async {
+        let ex = api(&base, &token, &format!("/executions/{id}")).await?;
+        (ex["status"] == "succeeded").then_some(ex)
+    })
+    .await;
+    assert_eq!(ex["steps"][0]["attempts"], 2, "{ex}");
+}
