@@ -31,6 +31,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ALERTFLOW_ALLOW_SHELL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_shell: Option<bool>,
+    /// Networks actions may send requests to, comma-separated (10.0.0.0/8, 192.0.2.7)
+    /// [default: anywhere but link-local 169.254.0.0/16 and fe80::/10]
+    #[arg(long, env = "ALERTFLOW_ALLOWED_DESTINATIONS")]
+    pub allowed_destinations: Option<String>,
     /// Master key for secrets at rest (64 hex digits) [default: DATA_DIR/master.key, created on first start]
     #[arg(long, env = "ALERTFLOW_MASTER_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -50,6 +54,7 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Whether `shell.exec` may be saved and run.
     pub allow_shell: bool,
+    pub destinations: crate::actions::destinations::Destinations,
     /// Serve the REST API and UI; off for an ingress-only node.
     pub api: bool,
     /// Serve `POST /hooks/...`.
@@ -105,6 +110,10 @@ impl Config {
         if let Some(v) = args.allow_shell.or(f.allow_shell) {
             cfg.allow_shell = v;
         }
+        if let Some(list) = args.allowed_destinations.or(f.allowed_destinations) {
+            cfg.destinations = crate::actions::destinations::Destinations::parse(&list)
+                .map_err(|e| anyhow::anyhow!(e))?;
+        }
         cfg.master_key = args.master_key;
         Ok(cfg)
     }
@@ -122,6 +131,7 @@ impl Config {
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
             allow_shell: false,
+            destinations: Default::default(),
             api: true,
             ingress: true,
             clock: Default::default(),

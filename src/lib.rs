@@ -93,13 +93,17 @@ pub async fn run_until(
         if released > 0 {
             tracing::info!(released, "resuming executions interrupted by the last stop");
         }
+        let destinations = Arc::new(config.destinations.clone());
         let http = reqwest::Client::builder()
             .user_agent(concat!("alertflow/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(actions::destinations::Resolver(
+                destinations.clone(),
+            )))
             .build()?;
         let engine = Arc::new(Engine {
             store: store.clone(),
             registry: registry.clone(),
-            clients: Clients { http },
+            clients: Clients { http, destinations },
             metrics: metrics.clone(),
             node_id,
             lease: config.job_lease,

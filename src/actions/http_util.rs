@@ -121,9 +121,16 @@ async fn send_once(
     timeout: Duration,
     req: reqwest::RequestBuilder,
 ) -> Result<Reply, ActionError> {
-    let resp = req
-        .timeout(timeout)
-        .send()
+    let (client, req) = req.timeout(timeout).build_split();
+    let req = req.map_err(|e| {
+        ActionError::permanent(format!("{service}: invalid request: {}", root_cause(&e)))
+    })?;
+    // Literal addresses never reach the resolver, which checks names.
+    let _ = super::destinations::POLICY
+        .try_with(|p| p.check_url(req.url()))
+        .unwrap_or(Ok(()))?;
+    let resp = client
+        .execute(req)
         .await
         .map_err(|e| transport_error(service, timeout, e))?;
     let status = resp.status().as_u16();

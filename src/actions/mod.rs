@@ -2,6 +2,7 @@
 
 mod alertmanager_silence;
 pub mod approval;
+pub mod destinations;
 mod email_send;
 mod fail;
 mod http_request;
@@ -62,6 +63,7 @@ impl ActionError {
 #[derive(Clone)]
 pub struct Clients {
     pub http: reqwest::Client,
+    pub destinations: Arc<destinations::Destinations>,
 }
 
 /// What a running step can see besides its own input.

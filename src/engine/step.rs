@@ -192,7 +192,10 @@ pub async fn one_attempt(
     };
     let left = Duration::from_millis((until - sr.now()).max(0) as u64);
     tokio::select! {
-        r = tokio::time::timeout(left, action.run(input, &actx)) => Some(r.unwrap_or_else(|_| {
+        r = crate::actions::destinations::POLICY.scope(
+            sr.engine.clients.destinations.clone(),
+            tokio::time::timeout(left, action.run(input, &actx)),
+        ) => Some(r.unwrap_or_else(|_| {
             Err(ActionError::permanent(format!("timed out after {}", short(left))))
         })),
         _ = sr.cancel.cancelled() => None,

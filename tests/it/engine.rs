@@ -272,3 +272,42 @@ async fn a_long_step_keeps_its_lease_and_runs_once() {
     assert_eq!(step(&ex, "wait")["attempts"], 1);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn requests_to_refused_destinations_fail_before_connecting() {
+    // By default only link-local (the cloud metadata address) is refused.
+    let app = spawn_app().await;
+    app.apply_ok("name: meta\ntrigger: {type: manual}\nsteps:\n  - {id: steal, uses: http.request, with: {url: 'http://169.254.169.254/latest/meta-data/'}}\n").await;
+    let ex = run_manual(&app, "meta", json!({})).await;
+    let err = step(&ex, "steal")["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("destination 169.254.169.254 is not allowed"),
+        "{err}"
+    );
+
+    // With a list, only what it names: a name that resolves elsewhere is refused too.
+    let sink = recorder(200).await;
+    let port = sink.url.rsplit(':').next().unwrap().to_string();
+    let app = spawn_app_with(|c| {
+        c.destinations =
+            alertflow::actions::destinations::Destinations::parse("10.0.0.0/8").unwrap()
+    })
+    .await;
+    app.apply_ok(&format!("name: inside\ntrigger: {{type: manual}}\nsteps:\n  - {{id: by_name, uses: http.request, with: {{url: 'http://localhost:{port}/'}}, on_error: continue}}\n  - {{id: by_ip, uses: http.request, with: {{url: 'http://127.0.0.1:{port}/'}}}}\n")).await;
+    let ex = run_manual(&app, "inside", json!({})).await;
+    assert!(
+        step(&ex, "by_name")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{ex}"
+    );
+    assert!(
+        step(&ex, "by_ip")["error"]
+            .as_str()
+            .unwrap()
+            .contains("destination 127.0.0.1 is not allowed"),
+        "{ex}"
+    );
+    assert!(sink.requests.lock().unwrap().is_empty());
+}

@@ -158,6 +158,7 @@ pub async fn run_action_in(name: &str, input: Value, scope: Value) -> Result<Val
         .unwrap_or_else(|| panic!("no action {name}"));
     let clients = Clients {
         http: reqwest::Client::new(),
+        destinations: Default::default(),
     };
     let ctx = ActionContext {
         clients: &clients,
