@@ -26,11 +26,8 @@ impl PrivatePostgres {
             .and_then(|e| e.ok())
             .map(|e| e.path().join("bin"))
             .filter(|b| b.join("initdb").is_file());
-        let Some(bin) =
-            bin.or_else(|| e2e_binary("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))
-        else {
-            return None;
-        };
+        let bin =
+            bin.or_else(|| e2e_binary("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))?;
         let dir = tempfile::tempdir().unwrap();
         // PostgreSQL will not run as root: hand the directory to the postgres user.
         let _ = Command::new("chown")
@@ -135,7 +132,9 @@ async fn a_postgres_restart_answers_503_and_loses_nothing() {
     app.apply_ok("name: steady\ntrigger: {type: webhook}\nsteps:\n  - {id: a, uses: transform, with: {value: '{{ trigger.n }}'}}\n").await;
 
     // A steady sender, as Alertmanager would be.
-    let answers: Arc<Mutex<Vec<(u16, Option<String>, Value)>>> = Default::default();
+    // (status, Retry-After, body) of each answer.
+    type Answers = Arc<Mutex<Vec<(u16, Option<String>, Value)>>>;
+    let answers: Answers = Default::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sender = {
         let (answers, stop, http, base, key) = (
