@@ -29,6 +29,8 @@ pub enum Error {
     Conflict(String),
     #[error("body is over the limit of {0} bytes")]
     BodyTooLarge(usize),
+    #[error("{0} alerts with split: per_alert; one delivery starts at most {1} runs")]
+    TooManyAlerts(usize, usize),
     #[error("{0}")]
     NotJson(String),
     #[error("{0}")]
@@ -58,6 +60,7 @@ impl Error {
             NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Conflict(_) => ("conflict", StatusCode::CONFLICT),
             BodyTooLarge(_) => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            TooManyAlerts(..) => ("too_many_alerts", StatusCode::PAYLOAD_TOO_LARGE),
             NotJson(_) => ("not_json", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             NotAlertmanager(_) => ("not_alertmanager", StatusCode::BAD_REQUEST),
             BadRequest(_) => ("bad_request", StatusCode::BAD_REQUEST),

@@ -29,6 +29,10 @@ pub struct Accepted {
     pub executions: Vec<String>,
 }
 
+/// One delivery starts at most this many runs: Alertmanager groups are far smaller, and a
+/// body that fans out further is refused whole rather than flooding the queue.
+pub const MAX_RUNS_PER_DELIVERY: usize = 10_000;
+
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
@@ -189,6 +193,9 @@ async fn decide(
 
     // Which runs to start: one per notification, or one per alert; `when` filters each.
     let candidates: Vec<Option<usize>> = match (trigger.split(), alert_count) {
+        (Split::PerAlert, Some(n)) if n > MAX_RUNS_PER_DELIVERY => {
+            return Err(Error::TooManyAlerts(n, MAX_RUNS_PER_DELIVERY));
+        }
         (Split::PerAlert, Some(n)) => (0..n).map(Some).collect(),
         _ => vec![None],
     };

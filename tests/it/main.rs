@@ -14,6 +14,7 @@ mod cluster;
 mod common;
 mod engine;
 mod examples;
+mod hostile;
 mod ingress;
 mod language;
 mod pg_outage;

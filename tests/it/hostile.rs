@@ -1,0 +1,183 @@
+//! Hostile and malformed deliveries (the corpus in tests/fixtures/hostile, and generated ones
+//! too big to keep): each gets a 4xx, the server stays up, and what was accepted before is
+//! unaffected.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/hostile/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn alert(i: usize) -> Value {
+    json!({"status": "firing", "labels": {"i": i.to_string()}, "annotations": {},
+           "startsAt": "2026-11-24T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+           "generatorURL": "", "fingerprint": format!("{i:016x}")})
+}
+
+fn notification(alerts: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "r", "groupLabels": {}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://am", "alerts": alerts}),
+    )
+    .unwrap()
+}
+
+async fn post(app: &TestApp, key: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/hooks/fanout", app.base))
+        .header("x-api-key", key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_deliveries_get_4xx_and_harm_nothing() {
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    app.apply_ok("name: fanout\ntrigger: {type: prometheus, split: per_alert}\nsteps:\n  - {id: a, uses: transform, with: {value: '{{ alert.labels.i }}'}}\n").await;
+    let (status, first) = post(&app, &key, "application/json", notification(vec![alert(1)])).await;
+    assert_eq!(status, 202);
+
+    let mut cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "truncated",
+            "application/json",
+            corpus("truncated.json"),
+            415,
+            "not_json",
+        ),
+        (
+            "invalid UTF-8",
+            "application/json",
+            corpus("invalid-utf8.json"),
+            415,
+            "not_json",
+        ),
+        (
+            "deep nesting",
+            "application/json",
+            corpus("deep-nesting.json"),
+            415,
+            "not_json",
+        ),
+        (
+            "huge number",
+            "application/json",
+            corpus("huge-number.json"),
+            415,
+            "not_json",
+        ),
+        (
+            "duplicate keys",
+            "application/json",
+            corpus("duplicate-keys.json"),
+            400,
+            "not_alertmanager",
+        ),
+        (
+            "form encoded",
+            "application/x-www-form-urlencoded",
+            corpus("form-encoded.txt"),
+            415,
+            "not_json",
+        ),
+    ];
+    // Generated: a string just over the 10 MiB limit, a million empty alerts, and more
+    // alerts than one delivery may fan out to.
+    let mut big = b"{\"version\":\"4\",\"receiver\":\"".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+    big.extend(b"\"}");
+    cases.push((
+        "10 MB string",
+        "application/json",
+        big,
+        413,
+        "body_too_large",
+    ));
+    let million = format!(
+        "{{\"version\":\"4\",\"alerts\":[{}]}}",
+        vec!["{}"; 1_000_000].join(",")
+    );
+    cases.push((
+        "a million tiny alerts",
+        "application/json",
+        million.into_bytes(),
+        400,
+        "not_alertmanager",
+    ));
+    cases.push((
+        "fan-out over the cap",
+        "application/json",
+        notification((0..10_001).map(alert).collect()),
+        413,
+        "too_many_alerts",
+    ));
+
+    for (what, content_type, body, status, code) in cases {
+        let (got, v) = post(&app, &key, content_type, body).await;
+        assert_eq!(
+            (got, v["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {v}"
+        );
+    }
+
+    // Slow senders hold connections, not the server: with 100 of them trickling headers, a
+    // normal delivery still goes through.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /hooks/fanout HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // A header flood is refused.
+    let mut flood = app
+        .http
+        .post(format!("{}/hooks/fanout", app.base))
+        .header("x-api-key", &key);
+    for i in 0..2000 {
+        flood = flood.header(format!("x-flood-{i}"), "y");
+    }
+    let flooded = flood.body("{}").send().await;
+    assert!(
+        flooded
+            .map(|r| r.status().is_client_error())
+            .unwrap_or(true),
+        "a header flood was taken"
+    );
+
+    let (status, _) = post(&app, &key, "application/json", notification(vec![alert(2)])).await;
+    assert_eq!(status, 202, "the server still takes deliveries");
+    drop(slow);
+
+    // What was accepted before is intact, and ran.
+    let ex = app.finished(first["executions"][0].as_str().unwrap()).await;
+    assert_eq!(ex["status"], "succeeded");
+    assert_eq!(ex["steps"][0]["output"], "1");
+    let rejected = app
+        .events("fanout")
+        .await
+        .iter()
+        .filter(|e| e["outcome"] == "rejected")
+        .count();
+    assert!(
+        rejected >= 9,
+        "every refused delivery is on record: {rejected}"
+    );
+}
