@@ -10,7 +10,57 @@ pub struct Transform;
 
 type Filter = jaq_core::Filter<Native<Val>>;
 
+/// jq functions a workflow must not have: reading the server's environment (where the master
+/// key may be), stopping the server, or writing to its log around the redaction of secrets.
+const DENIED: &[&str] = &[
+    "env",
+    "halt",
+    "halt_error",
+    "debug",
+    "stderr",
+    "input",
+    "inputs",
+];
+
+/// The first denied function the program calls, if any. Object keys (`.env`) and strings are
+/// not calls; `$__loc__`-style variables are not functions.
+fn denied_call(program: &str) -> Option<&'static str> {
+    let bytes = program.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let after_dot_or_dollar = start > 0 && matches!(bytes[start - 1], b'.' | b'$');
+                let is_key = program[i..].trim_start().starts_with(':');
+                if !after_dot_or_dollar && !is_key {
+                    if let Some(d) = DENIED.iter().find(|d| **d == &program[start..i]) {
+                        return Some(d);
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 fn compile(program: &str) -> Result<Filter, String> {
+    if let Some(name) = denied_call(program) {
+        return Err(format!(
+            "jq function `{name}` is not available in alertflow"
+        ));
+    }
     let loader = Loader::new(jaq_std::defs().chain(jaq_json::defs()));
     let arena = Arena::default();
     let modules = loader
@@ -122,7 +172,13 @@ impl Action for Transform {
                 Some(v) => v.clone(),
                 None => ctx.scope.get("trigger").cloned().unwrap_or(Value::Null),
             };
-            return run_jq(program, data).map_err(ActionError::permanent);
+            // On a blocking thread: a program that loops forever then ends the step at its
+            // timeout instead of stalling one of the runtime's few worker threads.
+            let program = program.to_string();
+            return tokio::task::spawn_blocking(move || run_jq(&program, data))
+                .await
+                .map_err(|e| ActionError::permanent(format!("jq: {e}")))?
+                .map_err(ActionError::permanent);
         }
         Ok(input.get("value").cloned().unwrap_or(Value::Null))
     }
@@ -147,5 +203,13 @@ mod tests {
         assert_eq!(run_jq(".alerts | length", input).unwrap(), json!(2));
         assert!(compile(".[").is_err());
         assert!(compile("nosuchfn(1)").err().unwrap().contains("nosuchfn"));
+        // Nothing that reads the server's environment or stops the process.
+        for unsafe_fn in ["env", "halt", "halt_error(1)", "debug", "stderr", "input"] {
+            assert!(compile(unsafe_fn).is_err(), "{unsafe_fn} compiles");
+        }
+        assert!(
+            compile(r#"{env: .env, s: "halt \" env"}"#).is_ok(),
+            "keys and strings are not calls"
+        );
     }
 }
