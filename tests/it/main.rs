@@ -8,4 +8,6 @@ mod ingress;
 mod language;
 mod restart;
 mod secrets;
+mod users;
+mod web_e2e;
 mod workflows;
