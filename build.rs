@@ -14,8 +14,15 @@ fn main() {
     let mut table = String::from("/// The web UI's files: path under web/dist, contents.\n");
     table.push_str("pub static ASSETS: &[(&str, &[u8])] = &[\n");
     for file in &files {
-        let rel = file.strip_prefix(&dist).unwrap().to_string_lossy().replace('\\', "/");
-        table.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        let rel = file
+            .strip_prefix(&dist)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        table.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     table.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("ui_assets.rs");

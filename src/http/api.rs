@@ -14,9 +14,9 @@ use alertflow_domain::alertmanager::Notification;
 use alertflow_domain::workflow::{self, Split, TriggerType, Workflow};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::http::Method;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
@@ -119,7 +119,9 @@ async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Resul
         last_used_at: None,
     };
     s.store.create_key(&record).await.map_err(|e| match e {
-        StoreError::Conflict => Error::invalid("name", format!("a key named {:?} exists", req.name)),
+        StoreError::Conflict => {
+            Error::invalid("name", format!("a key named {:?} exists", req.name))
+        }
         other => other.into(),
     })?;
     Ok((
@@ -430,7 +432,9 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>> {
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)
                 .map(|t| t.timestamp_millis())
-                .map_err(|e| Error::BadRequest(format!("{field}: {v:?} is not an RFC 3339 time: {e}")))
+                .map_err(|e| {
+                    Error::BadRequest(format!("{field}: {v:?} is not an RFC 3339 time: {e}"))
+                })
         })
         .transpose()
 }
@@ -459,7 +463,10 @@ async fn count_executions(
     };
     let counted = s.store.count_executions(&filter).await?;
     let mut out = serde_json::Map::new();
-    for status in alertflow_domain::execution::ExecutionStatus::ALL.iter().copied() {
+    for status in alertflow_domain::execution::ExecutionStatus::ALL
+        .iter()
+        .copied()
+    {
         let n = counted
             .iter()
             .find(|(st, _)| st == status.as_str())

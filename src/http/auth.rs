@@ -129,7 +129,11 @@ async fn authorize(
 }
 
 /// The user of a request: an API token, else the session cookie (with its CSRF check).
-async fn identify(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Identity, Error> {
+async fn identify(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Identity, Error> {
     if let Some(token) = bearer(headers) {
         let digest = crypto::digest(token);
         let who = state
@@ -156,8 +160,7 @@ async fn identify(state: &AppState, method: &Method, headers: &HeaderMap) -> Res
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let expected = who.csrf.as_deref().unwrap_or("");
-        if expected.is_empty() || !crypto::constant_time_eq(sent.as_bytes(), expected.as_bytes())
-        {
+        if expected.is_empty() || !crypto::constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
             return Err(Error::Forbidden(format!(
                 "missing or wrong {CSRF_HEADER} header (a signed-in browser sends the token from GET /api/v1/session)"
             )));

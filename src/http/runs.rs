@@ -336,7 +336,10 @@ async fn set_secret(
     check_secret_name(&name)?;
     let value = body.value.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
-        return Err(Error::invalid("value", format!("secret {name:?}: empty value")));
+        return Err(Error::invalid(
+            "value",
+            format!("secret {name:?}: empty value"),
+        ));
     }
     let created = s
         .store

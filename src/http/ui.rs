@@ -71,7 +71,10 @@ fn respond(index: usize, headers: &HeaderMap) -> Response {
             "content-security-policy",
             HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"),
         );
-        out.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        out.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
     }
     let not_modified = headers
         .get(IF_NONE_MATCH)

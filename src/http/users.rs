@@ -140,17 +140,17 @@ fn check_user_name(name: &str) -> Result<()> {
 
 fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < 8 {
-        return Err(Error::invalid(
-            "password",
-            "at least 8 characters, please",
-        ));
+        return Err(Error::invalid("password", "at least 8 characters, please"));
     }
     Ok(())
 }
 
 fn parse_role(role: &str) -> Result<Role> {
     Role::parse(role).ok_or_else(|| {
-        Error::invalid("role", format!("{role:?} is not a role: admin, editor or viewer"))
+        Error::invalid(
+            "role",
+            format!("{role:?} is not a role: admin, editor or viewer"),
+        )
     })
 }
 
@@ -161,7 +161,9 @@ async fn hash(password: String) -> Result<String> {
 }
 
 async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
-    Ok(Json(s.store.list_users().await?.iter().map(user_view).collect()))
+    Ok(Json(
+        s.store.list_users().await?.iter().map(user_view).collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -182,7 +184,9 @@ async fn create_user(State(s): State<AppState>, Json(req): Json<NewUser>) -> Res
         created_at: now_ms(),
     };
     s.store.create_user(&user).await.map_err(|e| match e {
-        StoreError::Conflict => Error::invalid("name", format!("a user named {:?} exists", req.name)),
+        StoreError::Conflict => {
+            Error::invalid("name", format!("a user named {:?} exists", req.name))
+        }
         e => e.into(),
     })?;
     Ok((StatusCode::CREATED, Json(user_view(&user))).into_response())
@@ -292,9 +296,12 @@ async fn delete_token(
     Extension(me): Extension<User>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    s.store.delete_token(&me.0, &name).await.map_err(|e| match e {
-        StoreError::NotFound => Error::NotFound(format!("you have no token {name:?}")),
-        e => e.into(),
-    })?;
+    s.store
+        .delete_token(&me.0, &name)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => Error::NotFound(format!("you have no token {name:?}")),
+            e => e.into(),
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -263,7 +263,6 @@ pub struct Identity {
     pub last_used_at: Option<i64>,
 }
 
-
 /// Everything the engine needs to carry on with one execution.
 #[derive(Debug, Clone)]
 pub struct RunState {

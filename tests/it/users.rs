@@ -89,7 +89,15 @@ async fn create_user(app: &TestApp, name: &str, role: &str, password: &str) {
 /// A user's own API token, made through a signed-in browser.
 async fn token_for(app: &TestApp, name: &str, password: &str) -> String {
     let (b, _) = sign_in(app, name, password).await.unwrap();
-    let (status, v) = as_browser(app, &b, Method::POST, "/tokens", Some(json!({"name": "cli"})), true).await;
+    let (status, v) = as_browser(
+        app,
+        &b,
+        Method::POST,
+        "/tokens",
+        Some(json!({"name": "cli"})),
+        true,
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
     v["value"].as_str().unwrap().to_string()
 }
@@ -112,7 +120,13 @@ async fn every_api_route_enforces_its_role() {
         let path = route
             .path
             .split('/')
-            .map(|seg| if seg.starts_with('{') { "nothing-here" } else { seg })
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "nothing-here"
+                } else {
+                    seg
+                }
+            })
             .collect::<Vec<_>>()
             .join("/");
         let url = format!("{}/api/v1{path}", app.base);
@@ -124,7 +138,11 @@ async fn every_api_route_enforces_its_role() {
             .unwrap()
             .status()
             .as_u16();
-        assert_eq!(anonymous, 401, "{} {} without credentials", route.method, route.path);
+        assert_eq!(
+            anonymous, 401,
+            "{} {} without credentials",
+            route.method, route.path
+        );
         for (who, token, role) in [
             ("viewer", viewer.as_str(), Role::Viewer),
             ("editor", editor.as_str(), Role::Editor),
@@ -132,8 +150,18 @@ async fn every_api_route_enforces_its_role() {
         ] {
             let (status, body) = with_token(&app, token, route.method.clone(), &path, None).await;
             if role < route.role {
-                assert_eq!(status, 403, "{who}: {} {}: {body}", route.method, route.path);
-                assert!(body["message"].as_str().unwrap().contains(route.role.as_str()), "{body}");
+                assert_eq!(
+                    status, 403,
+                    "{who}: {} {}: {body}",
+                    route.method, route.path
+                );
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(route.role.as_str()),
+                    "{body}"
+                );
             } else {
                 assert!(
                     status != 401 && status != 403,
@@ -150,8 +178,14 @@ async fn every_api_route_enforces_its_role() {
 async fn sign_in_sets_a_strict_http_only_cookie_and_unsafe_requests_need_the_csrf_token() {
     let app = spawn_app().await;
     create_user(&app, "eddie", "editor", "editor-password").await;
-    assert_eq!(sign_in(&app, "eddie", "wrong-password").await.err(), Some(401));
-    assert_eq!(sign_in(&app, "nobody", "editor-password").await.err(), Some(401));
+    assert_eq!(
+        sign_in(&app, "eddie", "wrong-password").await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        sign_in(&app, "nobody", "editor-password").await.err(),
+        Some(401)
+    );
     let (b, set_cookie) = sign_in(&app, "eddie", "editor-password").await.unwrap();
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(flag), "{set_cookie}");
@@ -159,17 +193,50 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_unsafe_requests_need_the_csr
     assert!(!set_cookie.contains("Secure"), "plain http: {set_cookie}");
 
     let (status, session) = as_browser(&app, &b, Method::GET, "/session", None, false).await;
-    assert_eq!((status, session["user"].as_str(), session["role"].as_str()), (200, Some("eddie"), Some("editor")));
+    assert_eq!(
+        (status, session["user"].as_str(), session["role"].as_str()),
+        (200, Some("eddie"), Some("editor"))
+    );
     // Reads need no CSRF token; changes do, and a wrong one is refused.
     let (status, _) = as_browser(&app, &b, Method::GET, "/keys", None, false).await;
     assert_eq!(status, 200);
-    let (status, v) = as_browser(&app, &b, Method::POST, "/keys", Some(json!({"name": "k1"})), false).await;
+    let (status, v) = as_browser(
+        &app,
+        &b,
+        Method::POST,
+        "/keys",
+        Some(json!({"name": "k1"})),
+        false,
+    )
+    .await;
     assert_eq!(status, 403, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("x-csrf-token"), "{v}");
-    let forged = Browser { cookie: b.cookie.clone(), csrf: "forged".into() };
-    let (status, _) = as_browser(&app, &forged, Method::POST, "/keys", Some(json!({"name": "k1"})), true).await;
+    assert!(
+        v["message"].as_str().unwrap().contains("x-csrf-token"),
+        "{v}"
+    );
+    let forged = Browser {
+        cookie: b.cookie.clone(),
+        csrf: "forged".into(),
+    };
+    let (status, _) = as_browser(
+        &app,
+        &forged,
+        Method::POST,
+        "/keys",
+        Some(json!({"name": "k1"})),
+        true,
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, v) = as_browser(&app, &b, Method::POST, "/keys", Some(json!({"name": "k1"})), true).await;
+    let (status, v) = as_browser(
+        &app,
+        &b,
+        Method::POST,
+        "/keys",
+        Some(json!({"name": "k1"})),
+        true,
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
 
     // Sign-out ends the session on the server, not only in the browser.
@@ -192,42 +259,99 @@ async fn an_admin_manages_users_resets_passwords_and_keeps_an_admin() {
     let app = spawn_app().await;
     // Bad input names its field.
     let (status, v) = app
-        .api(Method::POST, "/users", Some(json!({"name": "bad name", "role": "viewer", "password": "long-enough"})))
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "bad name", "role": "viewer", "password": "long-enough"})),
+        )
         .await;
-    assert_eq!((status, v["errors"][0]["path"].as_str()), (422, Some("name")), "{v}");
+    assert_eq!(
+        (status, v["errors"][0]["path"].as_str()),
+        (422, Some("name")),
+        "{v}"
+    );
     let (status, v) = app
-        .api(Method::POST, "/users", Some(json!({"name": "vic", "role": "root", "password": "long-enough"})))
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "vic", "role": "root", "password": "long-enough"})),
+        )
         .await;
-    assert_eq!((status, v["errors"][0]["path"].as_str()), (422, Some("role")), "{v}");
+    assert_eq!(
+        (status, v["errors"][0]["path"].as_str()),
+        (422, Some("role")),
+        "{v}"
+    );
     let (status, v) = app
-        .api(Method::POST, "/users", Some(json!({"name": "vic", "role": "viewer", "password": "short"})))
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "vic", "role": "viewer", "password": "short"})),
+        )
         .await;
-    assert_eq!((status, v["errors"][0]["path"].as_str()), (422, Some("password")), "{v}");
+    assert_eq!(
+        (status, v["errors"][0]["path"].as_str()),
+        (422, Some("password")),
+        "{v}"
+    );
     create_user(&app, "vic", "viewer", "first-password").await;
     let (status, v) = app
-        .api(Method::POST, "/users", Some(json!({"name": "vic", "role": "viewer", "password": "first-password"})))
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "vic", "role": "viewer", "password": "first-password"})),
+        )
         .await;
-    assert_eq!((status, v["errors"][0]["path"].as_str()), (422, Some("name")), "{v}");
+    assert_eq!(
+        (status, v["errors"][0]["path"].as_str()),
+        (422, Some("name")),
+        "{v}"
+    );
 
     let (b, _) = sign_in(&app, "vic", "first-password").await.unwrap();
     let vic_token = token_for(&app, "vic", "first-password").await;
     let (status, v) = app
-        .api(Method::PATCH, "/users/vic", Some(json!({"password": "second-password", "role": "editor"})))
+        .api(
+            Method::PATCH,
+            "/users/vic",
+            Some(json!({"password": "second-password", "role": "editor"})),
+        )
         .await;
     assert_eq!((status, v["role"].as_str()), (200, Some("editor")), "{v}");
     // The reset ends the sessions of the old password; tokens stay, with the new role.
     let (status, _) = as_browser(&app, &b, Method::GET, "/session", None, false).await;
     assert_eq!(status, 401);
-    assert_eq!(sign_in(&app, "vic", "first-password").await.err(), Some(401));
+    assert_eq!(
+        sign_in(&app, "vic", "first-password").await.err(),
+        Some(401)
+    );
     assert!(sign_in(&app, "vic", "second-password").await.is_ok());
-    let (status, _) = with_token(&app, &vic_token, Method::POST, "/keys", Some(json!({"name": "from-vic"}))).await;
+    let (status, _) = with_token(
+        &app,
+        &vic_token,
+        Method::POST,
+        "/keys",
+        Some(json!({"name": "from-vic"})),
+    )
+    .await;
     assert_eq!(status, 201);
 
     let users = app.get("/users").await;
-    let names: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["admin", "vic"]);
     // The last admin can be neither demoted nor deleted, nor delete themselves.
-    let (status, v) = app.api(Method::PATCH, "/users/admin", Some(json!({"role": "viewer"}))).await;
+    let (status, v) = app
+        .api(
+            Method::PATCH,
+            "/users/admin",
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
     assert_eq!(status, 422, "{v}");
     assert!(v["message"].as_str().unwrap().contains("no admin"), "{v}");
     let (status, _) = app.api(Method::DELETE, "/users/admin", None).await;
@@ -243,15 +367,33 @@ async fn each_user_has_named_api_tokens_and_the_admin_token_is_one_of_them() {
     let app = spawn_app().await;
     let tokens = app.get("/tokens").await;
     assert_eq!(tokens[0]["name"], "admin-token");
-    assert!(tokens[0]["last_used_at"].is_string(), "touched by this very request: {tokens}");
-    let (status, v) = app.api(Method::POST, "/tokens", Some(json!({"name": "admin-token"}))).await;
-    assert_eq!((status, v["errors"][0]["path"].as_str()), (422, Some("name")), "{v}");
-    let (status, v) = app.api(Method::POST, "/tokens", Some(json!({"name": "laptop"}))).await;
+    assert!(
+        tokens[0]["last_used_at"].is_string(),
+        "touched by this very request: {tokens}"
+    );
+    let (status, v) = app
+        .api(
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "admin-token"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["errors"][0]["path"].as_str()),
+        (422, Some("name")),
+        "{v}"
+    );
+    let (status, v) = app
+        .api(Method::POST, "/tokens", Some(json!({"name": "laptop"})))
+        .await;
     assert_eq!(status, 201, "{v}");
     let laptop = v["value"].as_str().unwrap().to_string();
     assert!(laptop.starts_with("aft_"));
     let (status, me) = with_token(&app, &laptop, Method::GET, "/session", None).await;
-    assert_eq!((status, me["user"].as_str(), me["role"].as_str()), (200, Some("admin"), Some("admin")));
+    assert_eq!(
+        (status, me["user"].as_str(), me["role"].as_str()),
+        (200, Some("admin"), Some("admin"))
+    );
     let (status, _) = app.api(Method::DELETE, "/tokens/laptop", None).await;
     assert_eq!(status, 204);
     let (status, _) = with_token(&app, &laptop, Method::GET, "/keys", None).await;
@@ -268,18 +410,31 @@ async fn the_schema_and_the_execution_counters_serve_the_ui() {
         .as_array()
         .unwrap()
         .contains(&json!("url")));
-    app.apply_ok("name: m\ntrigger: {type: manual}\nsteps: [{id: a, uses: fail, with: {message: no}}]\n").await;
+    app.apply_ok(
+        "name: m\ntrigger: {type: manual}\nsteps: [{id: a, uses: fail, with: {message: no}}]\n",
+    )
+    .await;
     let id = app.start("m", json!({})).await;
     app.finished(&id).await;
     let counts = app.get("/executions/counts?workflow=m").await;
     assert_eq!(counts["failed"], 1, "{counts}");
     assert_eq!(counts["succeeded"], 0, "{counts}");
-    assert_eq!(counts.as_object().unwrap().len(), 7, "every status: {counts}");
-    let later = app.get("/executions/counts?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(
+        counts.as_object().unwrap().len(),
+        7,
+        "every status: {counts}"
+    );
+    let later = app
+        .get("/executions/counts?since=2999-01-01T00:00:00Z")
+        .await;
     assert_eq!(later["failed"], 0);
-    let listed = app.get("/executions?since=2000-01-01T00:00:00Z&summary=true").await;
+    let listed = app
+        .get("/executions?since=2000-01-01T00:00:00Z&summary=true")
+        .await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    let (status, v) = app.api(Method::GET, "/executions?since=yesterday", None).await;
+    let (status, v) = app
+        .api(Method::GET, "/executions?since=yesterday", None)
+        .await;
     assert_eq!(status, 400, "{v}");
 }
 
@@ -294,7 +449,10 @@ async fn the_web_ui_is_served_with_cache_headers_and_gzip() {
         .unwrap();
     assert_eq!(page.status(), 200, "app routes get the page");
     assert_eq!(page.headers()["cache-control"], "no-cache");
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     let etag = page.headers()["etag"].to_str().unwrap().to_string();
     let html = page.text().await.unwrap();
     let script = html
@@ -321,14 +479,37 @@ async fn the_web_ui_is_served_with_cache_headers_and_gzip() {
         .unwrap();
     assert_eq!(asset.status(), 200);
     assert_eq!(asset.headers()["content-encoding"], "gzip");
-    assert_eq!(asset.headers()["cache-control"], "public, max-age=31536000, immutable");
-    assert!(asset.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
-    let plain = app.http.get(format!("{}/{script}", app.base)).send().await.unwrap();
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(asset.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let plain = app
+        .http
+        .get(format!("{}/{script}", app.base))
+        .send()
+        .await
+        .unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
     let body = plain.bytes().await.unwrap();
-    assert!(body.len() > asset.headers()["content-length"].to_str().unwrap().parse::<usize>().unwrap());
+    assert!(
+        body.len()
+            > asset.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+    );
 
-    let missing = app.http.get(format!("{}/assets/gone-123.js", app.base)).send().await.unwrap();
+    let missing = app
+        .http
+        .get(format!("{}/assets/gone-123.js", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let (status, v) = app.api(Method::GET, "/no-such-route", None).await;
     assert_eq!((status, v["code"].as_str()), (404, Some("not_found")));

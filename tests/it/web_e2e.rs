@@ -90,7 +90,15 @@ async fn the_seed_journey_by_clicking_in_chromium() {
         out.status.success() && stdout.contains("journey: ok"),
         "the browser journey failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
-    for page in ["01-sign-in", "06-builder-trigger", "10-execution", "13-viewer"] {
-        assert!(shots.join(format!("{page}.png")).is_file(), "screenshot {page}");
+    for page in [
+        "01-sign-in",
+        "06-builder-trigger",
+        "10-execution",
+        "13-viewer",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).is_file(),
+            "screenshot {page}"
+        );
     }
 }

@@ -43,17 +43,19 @@ impl SqliteStore {
     }
 
     pub(super) async fn all_users(&self) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT name, role, password_hash, created_at FROM users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, role, password_hash, created_at FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(user_from_row).collect())
     }
 
     pub(super) async fn one_user(&self, name: &str) -> Result<UserRecord> {
-        let row = sqlx::query("SELECT name, role, password_hash, created_at FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, role, password_hash, created_at FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(user_from_row(&row))
     }
 
@@ -96,7 +98,9 @@ impl SqliteStore {
                 async move {
                     // Sessions and tokens go with the user (ON DELETE CASCADE).
                     let done = sqlx::query("DELETE FROM users WHERE name = ?")
-                        .bind(name.as_str()).execute(&mut *c).await?;
+                        .bind(name.as_str())
+                        .execute(&mut *c)
+                        .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
                     }
@@ -189,9 +193,14 @@ impl SqliteStore {
             .write((user.to_string(), name.to_string()), move |c, args| {
                 async move {
                     let (user, name) = &*args;
-                    let done = sqlx::query("DELETE FROM tokens WHERE user_name = ? AND COALESCE(name, ?) = ?")
-                        .bind(user).bind(BOOTSTRAP_TOKEN_NAME).bind(name)
-                        .execute(&mut *c).await?;
+                    let done = sqlx::query(
+                        "DELETE FROM tokens WHERE user_name = ? AND COALESCE(name, ?) = ?",
+                    )
+                    .bind(user)
+                    .bind(BOOTSTRAP_TOKEN_NAME)
+                    .bind(name)
+                    .execute(&mut *c)
+                    .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
                     }
@@ -221,7 +230,10 @@ impl SqliteStore {
             .write(digest.to_string(), move |c, digest| {
                 async move {
                     sqlx::query("UPDATE tokens SET last_used_at = ? WHERE digest = ?")
-                        .bind(now).bind(digest.as_str()).execute(&mut *c).await?;
+                        .bind(now)
+                        .bind(digest.as_str())
+                        .execute(&mut *c)
+                        .await?;
                     Ok(())
                 }
                 .boxed()
