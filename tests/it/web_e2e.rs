@@ -18,7 +18,9 @@ fn playwright_installed(web: &Path) -> bool {
             panic!("web/node_modules/playwright-core missing (run npm install in web/) and ALERTFLOW_E2E=require")
         }
         (false, _) => {
-            eprintln!("SKIPPED: web/node_modules/playwright-core missing (run npm install in web/)");
+            eprintln!(
+                "SKIPPED: web/node_modules/playwright-core missing (run npm install in web/)"
+            );
             false
         }
     }

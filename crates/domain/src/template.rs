@@ -151,7 +151,9 @@ fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &Value) -> String
         }
     }
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
-        return format!("the template ran too long (over {FUEL} steps); loops in templates must be short");
+        return format!(
+            "the template ran too long (over {FUEL} steps); loops in templates must be short"
+        );
     }
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
     format!("{}{detail}", e.kind())
@@ -257,7 +259,9 @@ mod tests {
 
     #[test]
     fn a_template_that_loops_forever_is_stopped_with_a_clear_error() {
-        let src = json!("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}");
+        let src = json!(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+        );
         let e = render_value(&src, &json!({}), "with.text").unwrap_err();
         assert_eq!(e.field, "with.text");
         assert!(e.message.contains("ran too long"), "{e}");
