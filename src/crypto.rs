@@ -129,6 +129,16 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// Whether `password` matches an argon2 hash made by `hash_password`.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
 /// Writes a file only its owner can read.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -146,6 +156,15 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_verify_against_their_hash_only() {
+        let hash = hash_password("correct horse");
+        assert!(hash.starts_with("$argon2"));
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "correct horsf"));
+        assert!(!verify_password("not a hash", "correct horse"));
+    }
 
     #[test]
     fn seals_and_opens() {

@@ -19,8 +19,13 @@ pub enum Error {
     WrongKey,
     #[error("API key {key:?} is not allowed for workflow {workflow:?} (trigger.api_keys)")]
     KeyNotAllowed { key: String, workflow: String },
-    #[error("missing or invalid admin token (Authorization: Bearer TOKEN)")]
+    #[error("not signed in: sign in, or pass an API token as Authorization: Bearer TOKEN")]
     Unauthenticated,
+    #[error("wrong user name or password")]
+    SignInFailed,
+    /// Input that names the fields at fault, for forms to show each next to its field.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<DocError>),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -48,6 +53,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A 422 about one field.
+    pub fn invalid(path: &str, message: impl Into<String>) -> Error {
+        Error::Invalid(vec![DocError {
+            path: path.to_string(),
+            message: message.into(),
+        }])
+    }
+
     /// One table for code and status, so clients can rely on both.
     pub fn code_and_status(&self) -> (&'static str, StatusCode) {
         use Error::*;
@@ -56,6 +69,8 @@ impl Error {
             WrongKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
             KeyNotAllowed { .. } => ("api_key_not_allowed", StatusCode::FORBIDDEN),
             Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            SignInFailed => ("sign_in_failed", StatusCode::UNAUTHORIZED),
+            Invalid(_) => ("invalid", StatusCode::UNPROCESSABLE_ENTITY),
             Forbidden(_) => ("forbidden", StatusCode::FORBIDDEN),
             NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Conflict(_) => ("conflict", StatusCode::CONFLICT),
@@ -95,7 +110,12 @@ impl IntoResponse for Error {
         }
         let mut body = json!({"code": code, "message": self.to_string()});
         match &self {
-            Error::InvalidWorkflow(errors) => body["details"] = json!(errors),
+            // `details` came first; `errors` is the shape every 422 shares.
+            Error::InvalidWorkflow(errors) => {
+                body["details"] = json!(errors);
+                body["errors"] = json!(errors);
+            }
+            Error::Invalid(errors) => body["errors"] = json!(errors),
             Error::NotAlertmanager(e) => body["field"] = json!(e.field),
             _ => {}
         }

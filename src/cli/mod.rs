@@ -2,7 +2,7 @@
 
 mod client;
 mod commands;
-mod language;
+pub(crate) mod language;
 mod output;
 
 use crate::config::ServeArgs;

@@ -1,5 +1,6 @@
-//! `/api/v1`: keys, workflows, runs, executions, events. The admin token is checked in `mod.rs`.
+//! `/api/v1`: keys, workflows, runs, executions, events. Who may call each is in `routes()`.
 
+use super::auth::{route, Role, Route};
 use super::views::{
     ApplyView, ErrorView, EventView, ExecutionView, KeyView, RunView, VersionView, WorkflowView,
 };
@@ -13,38 +14,47 @@ use alertflow_domain::alertmanager::Notification;
 use alertflow_domain::workflow::{self, Split, TriggerType, Workflow};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/keys", get(list_keys).post(create_key))
-        .route("/keys/{name}", get(get_key).delete(delete_key))
-        .route("/keys/{name}/value", get(reveal_key))
-        .route("/workflows", get(list_workflows).post(apply_workflow))
-        .route("/workflows/{id}", get(get_workflow).delete(delete_workflow))
-        .route("/workflows/{id}/versions", get(list_versions))
-        .route("/workflows/{id}/run", post(run_workflow))
-        .route("/executions", get(list_executions))
-        .route("/executions/{id}", get(get_execution))
-        .route("/executions/{id}/input", get(execution_input))
-        .route("/events", get(list_events))
-        .merge(super::runs::routes())
+/// The routes of this file with the role each needs (see `auth`).
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    use Role::*;
+    vec![
+        route(M::GET, "/keys", Viewer, list_keys),
+        route(M::POST, "/keys", Editor, create_key),
+        route(M::GET, "/keys/{name}", Viewer, get_key),
+        route(M::DELETE, "/keys/{name}", Editor, delete_key),
+        // The value is a credential: editors only.
+        route(M::GET, "/keys/{name}/value", Editor, reveal_key),
+        route(M::GET, "/workflows", Viewer, list_workflows),
+        route(M::POST, "/workflows", Editor, apply_workflow),
+        route(M::GET, "/workflows/{id}", Viewer, get_workflow),
+        route(M::DELETE, "/workflows/{id}", Editor, delete_workflow),
+        route(M::GET, "/workflows/{id}/versions", Viewer, list_versions),
+        route(M::POST, "/workflows/{id}/run", Editor, run_workflow),
+        route(M::GET, "/executions", Viewer, list_executions),
+        route(M::GET, "/executions/counts", Viewer, count_executions),
+        route(M::GET, "/executions/{id}", Viewer, get_execution),
+        route(M::GET, "/executions/{id}/input", Viewer, execution_input),
+        route(M::GET, "/events", Viewer, list_events),
+    ]
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "alertflow", description = "Workflow automation for Prometheus Alertmanager. Every /api/v1 route wants `Authorization: Bearer ADMIN_TOKEN`."),
+    info(title = "alertflow", description = "Workflow automation for Prometheus Alertmanager. Every /api/v1 route but POST /session wants a user: `Authorization: Bearer TOKEN` (the admin token, or a token from POST /tokens), or the web UI's session cookie with X-CSRF-Token. Roles: viewer reads, editor also changes workflows, keys, secrets and runs, admin also users."),
     paths(
         create_key, list_keys, get_key, reveal_key, delete_key,
         apply_workflow, list_workflows, get_workflow, list_versions, delete_workflow, run_workflow,
-        list_executions, get_execution, execution_input, list_events,
+        list_executions, count_executions, get_execution, execution_input, list_events,
         super::hooks::receive,
     ),
     components(schemas(ErrorView, crate::ingest::Accepted)),
@@ -92,10 +102,13 @@ fn valid_key_name(name: &str) -> bool {
     responses((status = 201, body = KeyView, description = "Created; `value` is shown"), (status = 409, body = ErrorView)))]
 async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Result<Response> {
     if !valid_key_name(&req.name) {
-        return Err(Error::BadRequest(format!(
-            "invalid key name {:?}: use 1 to 64 of letters, digits, '-', '_' and '.'",
-            req.name
-        )));
+        return Err(Error::invalid(
+            "name",
+            format!(
+                "invalid key name {:?}: use 1 to 64 of letters, digits, '-', '_' and '.'",
+                req.name
+            ),
+        ));
     }
     let value = crypto::random_token("afk_");
     let record = KeyRecord {
@@ -106,7 +119,9 @@ async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Resul
         last_used_at: None,
     };
     s.store.create_key(&record).await.map_err(|e| match e {
-        StoreError::Conflict => Error::Conflict(format!("a key named {:?} exists", req.name)),
+        StoreError::Conflict => {
+            Error::invalid("name", format!("a key named {:?} exists", req.name))
+        }
         other => other.into(),
     })?;
     Ok((
@@ -407,9 +422,62 @@ struct ExecutionQuery {
     workflow: Option<String>,
     status: Option<String>,
     limit: Option<i64>,
+    /// Created at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Created before this time (RFC 3339).
+    until: Option<String>,
     /// Leave out `input` and `steps` (for tables of many executions).
     #[serde(default)]
     summary: bool,
+}
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| {
+                    Error::BadRequest(format!("{field}: {v:?} is not an RFC 3339 time: {e}"))
+                })
+        })
+        .transpose()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CountQuery {
+    workflow: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How many executions there are per status (every status, zeros included), for the
+/// counters of the executions page.
+#[utoipa::path(get, path = "/api/v1/executions/counts", tag = "executions", params(CountQuery),
+    responses((status = 200, body = Object, description = "Status to count")))]
+async fn count_executions(
+    State(s): State<AppState>,
+    Query(q): Query<CountQuery>,
+) -> Result<Json<serde_json::Map<String, Value>>> {
+    let filter = ExecutionFilter {
+        workflow: q.workflow,
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+        ..Default::default()
+    };
+    let counted = s.store.count_executions(&filter).await?;
+    let mut out = serde_json::Map::new();
+    for status in alertflow_domain::execution::ExecutionStatus::ALL
+        .iter()
+        .copied()
+    {
+        let n = counted
+            .iter()
+            .find(|(st, _)| st == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        out.insert(status.as_str().to_string(), n.into());
+    }
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ExecutionQuery),
@@ -425,6 +493,8 @@ async fn list_executions(
     let filter = ExecutionFilter {
         workflow: q.workflow,
         status: q.status,
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let rows = s.store.list_executions(&filter).await?;

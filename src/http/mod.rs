@@ -1,16 +1,17 @@
-//! HTTP: routes, the admin-token check, health and metrics. Handlers stay thin: they parse the
-//! request, call into ingest/store, and shape the answer through `views`.
+//! HTTP: routes, health and metrics, the web UI. Who may call what is in `auth`. Handlers stay
+//! thin: they parse the request, call into ingest/store, and shape the answer through `views`.
 
 mod api;
+pub mod auth;
 mod hooks;
 mod runs;
+mod ui;
+mod users;
 pub mod views;
 
-use crate::crypto;
 use crate::error::Error;
 use crate::AppState;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,14 +27,25 @@ pub fn router(state: AppState) -> Router {
         app = app.route("/hooks/{workflow_id}", post(hooks::receive));
     }
     if state.config.api {
-        let api = api::routes().layer(middleware::from_fn_with_state(state.clone(), require_admin));
-        // The API's description is public, so tools can read it before they have a token.
+        let api = auth::router(&state, route_table());
+        // The API's description is public, so tools can read it before they have a token;
+        // signing in is how a browser gets one.
         app = app
             .route("/api/v1/openapi.json", get(openapi))
+            .route("/api/v1/session", post(users::sign_in))
             .nest("/api/v1", api)
-            .merge(runs::public_routes());
+            .merge(runs::public_routes())
+            .fallback(ui::serve);
     }
     app.layer(middleware::from_fn(access_log)).with_state(state)
+}
+
+/// Every `/api/v1` route with the role it needs; the router is built from this list.
+pub fn route_table() -> Vec<auth::Route> {
+    let mut table = api::routes();
+    table.extend(runs::routes());
+    table.extend(users::routes());
+    table
 }
 
 async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -60,27 +72,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
-}
-
-async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
-        return Error::Unauthenticated.into_response();
-    };
-    match state.store.token_user(&crypto::digest(token)).await {
-        Ok(Some(user)) => {
-            let mut req = req;
-            req.extensions_mut().insert(User(user));
-            next.run(req).await
-        }
-        Ok(None) => Error::Unauthenticated.into_response(),
-        Err(e) => Error::from(e).into_response(),
-    }
 }
 
 /// The signed-in user of an API request.

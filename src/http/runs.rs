@@ -1,6 +1,7 @@
 //! `/api/v1`: cancel, replay and approve runs; secrets; schedules. And the signed approval
 //! links, which need no sign-in (the link is the credential).
 
+use super::auth::{route, Role, Route};
 use super::User;
 use crate::actions::approval;
 use crate::engine::{schedule, LinkDecision};
@@ -10,21 +11,26 @@ use crate::store::{ApprovalRecord, CancelOutcome, NewExecution, StoreError};
 use crate::{rfc3339, AppState};
 use alertflow_domain::workflow::{TriggerType, Workflow};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/executions/{id}/cancel", post(cancel))
-        .route("/executions/{id}/replay", post(replay))
-        .route("/executions/{id}/approval", post(decide))
-        .route("/workflows/{id}/schedule", get(next_fires))
-        .route("/secrets", get(list_secrets))
-        .route("/secrets/{name}", put(set_secret).delete(delete_secret))
+/// The routes of this file with the role each needs (see `auth`).
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    use Role::*;
+    vec![
+        route(M::POST, "/executions/{id}/cancel", Editor, cancel),
+        route(M::POST, "/executions/{id}/replay", Editor, replay),
+        route(M::POST, "/executions/{id}/approval", Editor, decide),
+        route(M::GET, "/workflows/{id}/schedule", Viewer, next_fires),
+        route(M::GET, "/secrets", Viewer, list_secrets),
+        route(M::PUT, "/secrets/{name}", Editor, set_secret),
+        route(M::DELETE, "/secrets/{name}", Editor, delete_secret),
+    ]
 }
 
 /// Routes outside the token check.
@@ -315,9 +321,10 @@ fn check_secret_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!(
-            "invalid secret name {name:?}: use letters, digits and '_', so templates can say secrets.NAME"
-        )))
+        Err(Error::invalid(
+            "name",
+            format!("invalid secret name {name:?}: use letters, digits and '_', so templates can say secrets.NAME"),
+        ))
     }
 }
 
@@ -329,7 +336,10 @@ async fn set_secret(
     check_secret_name(&name)?;
     let value = body.value.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
-        return Err(Error::BadRequest(format!("secret {name:?}: empty value")));
+        return Err(Error::invalid(
+            "value",
+            format!("secret {name:?}: empty value"),
+        ));
     }
     let created = s
         .store

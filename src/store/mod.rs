@@ -232,7 +232,52 @@ pub struct DueSchedule {
 pub struct ExecutionFilter {
     pub workflow: Option<String>,
     pub status: Option<String>,
+    /// Created at or after this time (ms).
+    pub since: Option<i64>,
+    /// Created before this time (ms).
+    pub until: Option<i64>,
     pub limit: i64,
+}
+
+/// A user of the API and the web UI. `role` is `admin`, `editor` or `viewer`.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// A browser session; the cookie holds the value whose digest this is.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub digest: String,
+    pub user_name: String,
+    /// What the web UI sends back in `X-CSRF-Token` on unsafe requests.
+    pub csrf: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A user's API token for the CLI; only its digest is kept.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub user_name: String,
+    pub name: String,
+    pub digest: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// Who a session or token belongs to.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub role: String,
+    /// Sessions only: the CSRF token of the session.
+    pub csrf: Option<String>,
+    /// Tokens only: when the token was last used (touched at most about once a minute).
+    pub last_used_at: Option<i64>,
 }
 
 /// Everything the engine needs to carry on with one execution.
@@ -263,6 +308,38 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
     async fn token_user(&self, digest: &str) -> Result<Option<String>>;
+
+    // users and sessions
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    async fn get_user(&self, name: &str) -> Result<UserRecord>;
+    /// Changes a user's role and/or password hash. A new password ends the user's sessions.
+    /// A change that would leave no admin is `State`.
+    async fn update_user(
+        &self,
+        name: &str,
+        role: Option<&str>,
+        password_hash: Option<&str>,
+    ) -> Result<()>;
+    /// Removes a user with their sessions and tokens; removing the last admin is `State`.
+    async fn delete_user(&self, name: &str) -> Result<()>;
+    /// Stores a session (and drops expired ones).
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The user of the unexpired session with this digest.
+    async fn session_identity(&self, digest: &str, now: i64) -> Result<Option<Identity>>;
+    async fn delete_session(&self, digest: &str) -> Result<()>;
+    /// A token name already taken by this user (the bootstrap token is `admin-token`) is
+    /// `Conflict`.
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn list_tokens(&self, user: &str) -> Result<Vec<TokenRecord>>;
+    async fn delete_token(&self, user: &str, name: &str) -> Result<()>;
+    /// The user of the API token with this digest.
+    async fn token_identity(&self, digest: &str) -> Result<Option<Identity>>;
+    async fn touch_token(&self, digest: &str, now: i64) -> Result<()>;
+
+    // the web UI's executions page
+    /// How many executions match `filter` (status and limit aside), per status.
+    async fn count_executions(&self, filter: &ExecutionFilter) -> Result<Vec<(String, i64)>>;
 
     // API keys
     async fn create_key(&self, key: &KeyRecord) -> Result<()>;

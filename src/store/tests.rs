@@ -94,6 +94,7 @@ both_stores!(
     a_schedule_fires_once_when_two_nodes_race,
     each_job_is_claimed_by_one_node,
     parked_runs_wake_on_decisions_and_resolves,
+    users_sessions_and_tokens_keep_an_admin,
 );
 
 fn key(name: &str, digest: &str) -> KeyRecord {
@@ -314,4 +315,81 @@ async fn parked_runs_wake_on_decisions_and_resolves(store: Arc<dyn Store>) {
         store.cancel("p1", 6).await,
         Err(StoreError::State(_))
     ));
+}
+
+async fn users_sessions_and_tokens_keep_an_admin(store: Arc<dyn Store>) {
+    store.create_admin("admin", "h", "boot", 1).await.unwrap();
+    let user = |name: &str, role: &str| UserRecord {
+        name: name.into(),
+        role: role.into(),
+        password_hash: "h".into(),
+        created_at: 2,
+    };
+    store.create_user(&user("ann", "viewer")).await.unwrap();
+    assert!(matches!(
+        store.create_user(&user("ann", "admin")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_user("admin").await.unwrap().role, "admin");
+    // The last admin cannot go.
+    assert!(matches!(
+        store.update_user("admin", Some("viewer"), None).await,
+        Err(StoreError::State(_))
+    ));
+    assert!(matches!(
+        store.delete_user("admin").await,
+        Err(StoreError::State(_))
+    ));
+    store.update_user("ann", Some("admin"), None).await.unwrap();
+    store
+        .update_user("admin", Some("editor"), None)
+        .await
+        .unwrap();
+
+    // A session lasts until it expires or the password changes.
+    let session = SessionRecord {
+        digest: "s1".into(),
+        user_name: "ann".into(),
+        csrf: "c".into(),
+        created_at: 10,
+        expires_at: 100,
+    };
+    store.create_session(&session).await.unwrap();
+    let who = store.session_identity("s1", 50).await.unwrap().unwrap();
+    assert_eq!(
+        (who.name.as_str(), who.role.as_str(), who.csrf.as_deref()),
+        ("ann", "admin", Some("c"))
+    );
+    assert!(store.session_identity("s1", 100).await.unwrap().is_none());
+    store.update_user("ann", None, Some("h2")).await.unwrap();
+    assert!(store.session_identity("s1", 50).await.unwrap().is_none());
+
+    // Tokens: named per user; the bootstrap one is `admin-token`.
+    let token = |name: &str, digest: &str| TokenRecord {
+        user_name: "admin".into(),
+        name: name.into(),
+        digest: digest.into(),
+        created_at: 3,
+        last_used_at: None,
+    };
+    assert!(matches!(
+        store.create_token(&token("admin-token", "d0")).await,
+        Err(StoreError::Conflict)
+    ));
+    store.create_token(&token("ci", "d1")).await.unwrap();
+    let names: Vec<String> = store
+        .list_tokens("admin")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["admin-token", "ci"]);
+    store.touch_token("d1", 7).await.unwrap();
+    let who = store.token_identity("d1").await.unwrap().unwrap();
+    assert_eq!((who.role.as_str(), who.last_used_at), ("editor", Some(7)));
+    store.delete_token("admin", "ci").await.unwrap();
+    assert!(store.token_identity("d1").await.unwrap().is_none());
+    store.delete_user("admin").await.unwrap();
+    assert!(store.token_identity("boot").await.unwrap().is_none());
 }

@@ -21,4 +21,6 @@ mod pg_outage;
 mod restart;
 mod secrets;
 mod standin;
+mod users;
+mod web_e2e;
 mod workflows;

@@ -13,6 +13,9 @@ macro_rules! status_enum {
         pub enum $name { $($variant),* }
 
         impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),* }
             }

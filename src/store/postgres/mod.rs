@@ -5,6 +5,7 @@
 
 mod language;
 mod queue;
+mod users;
 
 use super::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -156,6 +157,54 @@ impl Store for PgStore {
         tokio::spawn(queue::listen(self.pool.clone(), WORK_CHANNEL, wake));
     }
 
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        self.insert_user(user).await
+    }
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        self.all_users().await
+    }
+    async fn get_user(&self, name: &str) -> Result<UserRecord> {
+        self.one_user(name).await
+    }
+    async fn update_user(
+        &self,
+        name: &str,
+        role: Option<&str>,
+        password_hash: Option<&str>,
+    ) -> Result<()> {
+        self.change_user(name, role, password_hash).await
+    }
+    async fn delete_user(&self, name: &str) -> Result<()> {
+        self.remove_user(name).await
+    }
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        self.insert_session(session).await
+    }
+    async fn session_identity(&self, digest: &str, now: i64) -> Result<Option<Identity>> {
+        self.session_owner(digest, now).await
+    }
+    async fn delete_session(&self, digest: &str) -> Result<()> {
+        self.end_session(digest).await
+    }
+    async fn create_token(&self, token: &TokenRecord) -> Result<()> {
+        self.insert_token(token).await
+    }
+    async fn list_tokens(&self, user: &str) -> Result<Vec<TokenRecord>> {
+        self.tokens_of(user).await
+    }
+    async fn delete_token(&self, user: &str, name: &str) -> Result<()> {
+        self.remove_token(user, name).await
+    }
+    async fn token_identity(&self, digest: &str) -> Result<Option<Identity>> {
+        self.token_owner(digest).await
+    }
+    async fn touch_token(&self, digest: &str, now: i64) -> Result<()> {
+        self.mark_token_used(digest, now).await
+    }
+    async fn count_executions(&self, filter: &ExecutionFilter) -> Result<Vec<(String, i64)>> {
+        self.executions_per_status(filter).await
+    }
+
     async fn has_users(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -171,7 +220,7 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.tx().await?;
-        sqlx::query("INSERT INTO users (name, password_hash, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, 'admin', $2, $3)")
             .bind(name)
             .bind(password_hash)
             .bind(now)
@@ -383,12 +432,15 @@ impl Store for PgStore {
 
     async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRecord>> {
         let sql = format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE ($1::TEXT IS NULL OR workflow_id = $1) AND ($2::TEXT IS NULL OR status = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE ($1::TEXT IS NULL OR workflow_id = $1) AND ($2::TEXT IS NULL OR status = $2)
+               AND ($4::BIGINT IS NULL OR created_at >= $4) AND ($5::BIGINT IS NULL OR created_at < $5) ORDER BY created_at DESC, id DESC LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(&f.workflow)
             .bind(&f.status)
             .bind(f.limit)
+            .bind(f.since)
+            .bind(f.until)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(execution_from_row).collect())
