@@ -45,8 +45,9 @@ pub fn log_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     if positive.is_empty() {
         return (0.1, 10.0);
     }
+    // The lowest bar keeps some height: the axis starts at least half a decade below it.
     (
-        10f64.powf(lo.log10().floor()).min(lo),
+        10f64.powf((lo.log10() - 0.5).floor()),
         10f64.powf((hi.log10() + 0.3).ceil()),
     )
 }
@@ -62,46 +63,48 @@ pub fn draw(
     throughput: &[Bar],
     latency: &[LatencyGroup],
 ) -> Result<(), String> {
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (1240, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let root = root
         .titled(title, ("sans-serif", 20))
         .map_err(err)?;
-    let (left, right) = root.split_horizontally(520);
+    let (left, right) = root.split_horizontally(560);
 
-    // Throughput: one bar per (server, scenario), on a categorical axis.
+    // Throughput: one horizontal bar per (server, scenario), so that the names fit beside them;
+    // the first bar on top.
     let (lo, hi) = log_range(throughput.iter().map(|b| b.value));
     let n = throughput.len().max(1);
+    let row = |i: usize| n - 1 - i;
     let labels: Vec<String> = throughput.iter().map(|b| b.label.clone()).collect();
     let mut chart = ChartBuilder::on(&left)
         .caption("throughput, per second (log scale)", ("sans-serif", 16))
         .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+        .x_label_area_size(30)
+        .y_label_area_size(150)
+        .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n + 1)
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        .disable_y_mesh()
+        .y_labels(n + 1)
+        .y_label_formatter(&|y| match y {
+            SegmentValue::CenterOf(k) if *k < n => labels[row(*k)].clone(),
             _ => String::new(),
         })
-        .x_label_style(("sans-serif", 11))
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_style(("sans-serif", 13))
+        .x_label_formatter(&|x| format!("{x}"))
         .draw()
         .map_err(err)?;
     chart
         .draw_series(throughput.iter().enumerate().map(|(i, b)| {
             let mut bar = Rectangle::new(
                 [
-                    (SegmentValue::Exact(i), lo),
-                    (SegmentValue::Exact(i + 1), b.value.max(lo)),
+                    (lo, SegmentValue::Exact(row(i))),
+                    (b.value.max(lo), SegmentValue::Exact(row(i) + 1)),
                 ],
                 COLORS[1].filled(),
             );
-            bar.set_margin(0, 0, 12, 12);
+            bar.set_margin(8, 8, 0, 0);
             bar
         }))
         .map_err(err)?;
@@ -109,9 +112,9 @@ pub fn draw(
         .draw_series(throughput.iter().enumerate().map(|(i, b)| {
             Text::new(
                 format!("{:.0}", b.value),
-                (SegmentValue::CenterOf(i), b.value.max(lo) * 1.2),
-                TextStyle::from(("sans-serif", 12).into_font())
-                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                (b.value.max(lo) * 1.1, SegmentValue::CenterOf(row(i))),
+                TextStyle::from(("sans-serif", 13).into_font())
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
             )
         }))
         .map_err(err)?;
@@ -187,7 +190,7 @@ mod tests {
     #[test]
     fn log_range_spans_the_values_with_room_above() {
         let (lo, hi) = log_range([14.0, 1200.0, 5000.0]);
-        assert_eq!(lo, 10.0);
+        assert_eq!(lo, 1.0);
         assert!(hi >= 10_000.0);
         // Zeros and negatives cannot sit on a log axis and are left out.
         assert_eq!(log_range([0.0, -1.0]), (0.1, 10.0));
