@@ -245,7 +245,9 @@ mod tests {
         let forwarded = format!(
             "{}/{}",
             v["alerts"][2]["labels"]["bench_id"].as_str().unwrap(),
-            v["alerts"][2]["annotations"]["bench_alert"].as_str().unwrap()
+            v["alerts"][2]["annotations"]["bench_alert"]
+                .as_str()
+                .unwrap()
         );
         assert_eq!(
             parse_origin(&forwarded, "00c0ffee"),
@@ -266,7 +268,10 @@ mod tests {
         assert!(n >= 2);
         let (first, again) = (parsed(&source, 0), parsed(&source, n));
         assert_eq!(first["receiver"], again["receiver"]);
-        assert_eq!(first["alerts"].as_array().unwrap().len(), source.alerts_in(n));
+        assert_eq!(
+            first["alerts"].as_array().unwrap().len(),
+            source.alerts_in(n)
+        );
         assert_ne!(first["groupKey"], again["groupKey"]);
         // Everything but the stamped fields is the real body.
         assert_eq!(first["status"], all[0]["status"]);
@@ -283,7 +288,10 @@ mod tests {
             assert!(BodySource::parse(spec, Path::new(".")).is_err(), "{spec}");
         }
         assert!(BodySource::parse("fixtures", Path::new("/nonexistent")).is_err());
-        assert!(BodySource::parse("none", Path::new(".")).unwrap().body("r", 1).is_empty());
+        assert!(BodySource::parse("none", Path::new("."))
+            .unwrap()
+            .body("r", 1)
+            .is_empty());
     }
 
     #[test]

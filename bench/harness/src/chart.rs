@@ -65,9 +65,7 @@ pub fn draw(
 ) -> Result<(), String> {
     let root = SVGBackend::new(path, (1240, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(err)?;
     let (left, right) = root.split_horizontally(560);
 
     // Throughput: one horizontal bar per (server, scenario), so that the names fit beside them;
@@ -154,7 +152,11 @@ pub fn draw(
     for (s, name) in SERIES.iter().enumerate() {
         let color = COLORS[s];
         let bars = latency.iter().enumerate().filter_map(move |(g, group)| {
-            let v = if s < 3 { group.ack[s] } else { group.sink[s - 3] }?;
+            let v = if s < 3 {
+                group.ack[s]
+            } else {
+                group.sink[s - 3]
+            }?;
             let slot = g * slots_per_group + s;
             let mut bar = Rectangle::new(
                 [
@@ -200,7 +202,8 @@ mod tests {
 
     #[test]
     fn draws_an_svg_naming_every_server() {
-        let dir = std::env::temp_dir().join(format!("alertflow-bench-chart-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("alertflow-bench-chart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("chart.svg");
         let bars = vec![

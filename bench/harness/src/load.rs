@@ -67,7 +67,10 @@ pub struct LoadArgs {
     #[arg(long)]
     done_metrics: Option<String>,
     /// The finished-executions sample there, name and labels as exposed
-    #[arg(long, default_value = "alertflow_executions_total{status=\"succeeded\"}")]
+    #[arg(
+        long,
+        default_value = "alertflow_executions_total{status=\"succeeded\"}"
+    )]
     done_metric: String,
     /// The target runs each execution before it answers, so an answer means it finished
     #[arg(long)]
@@ -201,8 +204,7 @@ impl Shared {
                     t.ok_requests.push(i);
                 } else if t.first_error.is_none() {
                     let shown = &body[..body.len().min(300)];
-                    t.first_error =
-                        Some(format!("{status}: {}", String::from_utf8_lossy(shown)));
+                    t.first_error = Some(format!("{status}: {}", String::from_utf8_lossy(shown)));
                 }
                 status.as_u16().to_string()
             }
@@ -408,9 +410,7 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
     let started = Instant::now();
     let send_until = args
         .duration
-        .map_or(deadline, |d| {
-            started + Duration::from_secs_f64(d)
-        })
+        .map_or(deadline, |d| started + Duration::from_secs_f64(d))
         .min(deadline);
     match pacer {
         None => {
@@ -536,7 +536,11 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
                 .iter()
                 .map(|a| Some(a.load(Ordering::Relaxed)).filter(|&us| us != u64::MAX))
                 .collect();
-            Some(match_arrivals(&sink.arrivals(), &sent_us, expected_executions))
+            Some(match_arrivals(
+                &sink.arrivals(),
+                &sent_us,
+                expected_executions,
+            ))
         }
         None => None,
     };
@@ -549,7 +553,11 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         label: args.label.clone(),
         url: redact(&args.url),
         method: if get { "GET" } else { "POST" }.into(),
-        body: if get { "none".into() } else { args.body.clone() },
+        body: if get {
+            "none".into()
+        } else {
+            args.body.clone()
+        },
         requests,
         sent,
         ok,

@@ -66,7 +66,9 @@ mod tests {
         let p = Pacer::new(1000.0).unwrap();
         assert_eq!(p.count_within(Duration::from_secs(15)), 15_000);
         assert_eq!(
-            Pacer::new(0.5).unwrap().count_within(Duration::from_secs(1)),
+            Pacer::new(0.5)
+                .unwrap()
+                .count_within(Duration::from_secs(1)),
             1
         );
     }

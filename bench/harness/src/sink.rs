@@ -177,7 +177,10 @@ mod tests {
             arrival(7_000, 1, None),
         ];
         let r = match_arrivals(&arrivals, &sent, 3);
-        assert_eq!((r.matched, r.missing, r.duplicates, r.unmatched), (3, 0, 0, 0));
+        assert_eq!(
+            (r.matched, r.missing, r.duplicates, r.unmatched),
+            (3, 0, 0, 0)
+        );
         let l = r.webhook_to_sink.unwrap();
         // 3 ms, 5 ms and 6 ms.
         assert_eq!((l.p50_ms, l.max_ms), (5.0, 6.0));
