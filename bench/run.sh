@@ -85,7 +85,9 @@ if [[ $BUILD == 1 ]]; then
     if [[ $PROFILE == release ]]; then
         (cd "$ROOT" && cargo build --release --locked --quiet -p alertflow -p alertflow-bench)
     else
-        (cd "$ROOT" && cargo build --locked --quiet -p alertflow -p alertflow-bench)
+        # Every target of the workspace, as `cargo test --workspace` builds them: the same
+        # features, so CI, which runs the tests next, compiles the dependencies only once.
+        (cd "$ROOT" && cargo build --locked --quiet --workspace --all-targets)
     fi
 fi
 for bin in "$ALERTFLOW" "$HARNESS"; do

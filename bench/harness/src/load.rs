@@ -125,6 +125,8 @@ struct LoadReport {
     concurrency: usize,
     rate: Option<f64>,
     warmup: u64,
+    /// --duration ended the sending before all `requests` were sent.
+    duration_limited: bool,
     /// From the first measured delivery to the last answer.
     seconds: f64,
     /// 2xx answers per second over `seconds`.
@@ -408,10 +410,8 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
 
     // (3) The measured deliveries.
     let started = Instant::now();
-    let send_until = args
-        .duration
-        .map_or(deadline, |d| started + Duration::from_secs_f64(d))
-        .min(deadline);
+    let duration_end = args.duration.map(|d| started + Duration::from_secs_f64(d));
+    let send_until = duration_end.unwrap_or(deadline).min(deadline);
     match pacer {
         None => {
             let next = Arc::new(AtomicUsize::new(0));
@@ -516,9 +516,9 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
     } else if args.finished_on_ack {
         Some(Finished {
             how: "ack",
-            expected: requests,
+            expected: sent,
             count: ok,
-            reached: ok == requests,
+            reached: ok == sent,
             seconds: round3(load_secs),
             per_sec: round1(ok as f64 / load_secs),
         })
@@ -545,7 +545,9 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         None => None,
     };
 
-    let complete = sent == requests
+    // A run that --duration ended before the count is complete with what it sent.
+    let duration_limited = sent < requests && duration_end.is_some_and(|end| end < deadline);
+    let complete = (sent == requests || duration_limited)
         && ok == sent
         && executions.as_ref().is_none_or(|e| e.reached)
         && sink_report.as_ref().is_none_or(|s| s.missing == 0);
@@ -568,6 +570,7 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         concurrency: args.concurrency,
         rate: args.rate,
         warmup: warm_end - requests,
+        duration_limited,
         seconds: round3(load_secs),
         deliveries_per_sec: round1(ok as f64 / load_secs),
         ack: percentiles(latencies),

@@ -230,7 +230,8 @@ fn verdict(r: &Value) -> String {
     }
     let mut problems = Vec::new();
     let (sent, requests) = (num(r, "/sent"), num(r, "/requests"));
-    if sent != requests {
+    let duration_limited = r.get("duration_limited").and_then(Value::as_bool) == Some(true);
+    if sent != requests && !duration_limited {
         problems.push(format!("sent {}/{}", fmt(sent, 0), fmt(requests, 0)));
     }
     if num(r, "/non_2xx").unwrap_or(0.0) > 0.0 {
