@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark: alertflow's scenarios, then Node-RED and n8n running the same end-to-end flow,
 # all driven by one generator (bench/harness) on this machine. Prints a table and writes
-# bench/RESULTS.md, bench/results.svg and bench/results.jsonl. See bench/README.md.
+# bench/RESULTS.md, bench/results.svg, and the raw records (results.jsonl, results.meta.json).
+# See bench/README.md.
 #
 #   bash bench/run.sh                 # everything, full counts (about 10 minutes on 2 cores once built and installed)
 #   bash bench/run.sh --smoke         # everything, small counts: proves the harness end to end
@@ -20,7 +21,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
-COMMAND="bash bench/run.sh $*"
+# The command as RESULTS.md shows it; a --note is shown at the top of the report instead.
+COMMAND="bash bench/run.sh"
+skip_next=0
+for arg in "$@"; do
+    if [[ $skip_next == 1 ]]; then skip_next=0; elif [[ $arg == --note ]]; then skip_next=1; else COMMAND+=" $arg"; fi
+done
 
 MODE=full
 PEERS=1
@@ -30,7 +36,7 @@ NOTE=
 OUT=
 N= C= RATE= RATE_SECONDS= N8N_N=
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --smoke) MODE=smoke ;;
@@ -383,7 +389,9 @@ meta=$(jq -n --arg date "$(date -u +'%Y-%m-%d %H:%M UTC')" --arg mode "$MODE" --
       versions: {alertflow: $alertflow, rustc: $rustc, node: $node, node_red: $node_red, n8n: $n8n},
       settings: $settings}')
 echo "$meta" >"$WORK/meta.json"
+# The raw records and the run's description, from which `alertflow-bench report` can redraw.
 cp "$RESULTS" "$OUT/results.jsonl"
+cp "$WORK/meta.json" "$OUT/results.meta.json"
 echo
 # The report's exit status says whether every scenario was complete.
 "$HARNESS" report --results "$RESULTS" --meta "$WORK/meta.json" --out "$OUT/RESULTS.md" --chart "$OUT/results.svg"

@@ -79,7 +79,8 @@ pub fn draw(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(150)
-        .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
+        // A segmented 0..k has k + 1 slots: one per bar.
+        .build_cartesian_2d((lo..hi).log_scale(), (0..n.max(2) - 1).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -133,7 +134,7 @@ pub fn draw(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..slots).into_segmented(), (lo..hi).log_scale())
+        .build_cartesian_2d((0..slots - 1).into_segmented(), (lo..hi).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
