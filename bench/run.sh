@@ -4,7 +4,7 @@
 # bench/RESULTS.md, bench/results.svg, and the raw records (results.jsonl, results.meta.json).
 # See bench/README.md.
 #
-#   bash bench/run.sh                 # everything, full counts (about 10 minutes on 2 cores once built and installed)
+#   bash bench/run.sh                 # everything, full counts (under 10 minutes on 2 cores once built and installed)
 #   bash bench/run.sh --smoke         # everything, small counts: proves the harness end to end
 #   bash bench/run.sh --quick         # CI: alertflow only, tiny counts, debug build, writes nothing in bench/
 #
