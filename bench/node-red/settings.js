@@ -1,8 +1,9 @@
 // Node-RED settings for the benchmark: no editor, no admin API, warnings only.
-// Started by bench/run.sh --node-red as
+// Started by bench/run.sh as
 //   node node_modules/node-red/red.js --settings settings.js --userDir TMPDIR
-// with BENCH_PORT set. The flow is read from flows.json beside this file; nothing is written to
-// it (there is no editor to deploy from). Node-RED keeps nothing on disk per request.
+// with BENCH_PORT, BENCH_API_KEY and BENCH_SINK_URL set. The flow is read from flows.json beside
+// this file; nothing is written to it (there is no editor to deploy from). Node-RED keeps nothing
+// on disk per request.
 const path = require("path");
 
 module.exports = {
