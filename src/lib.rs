@@ -111,6 +111,7 @@ pub async fn run_until(
             workflows: Default::default(),
             running: Default::default(),
             clock: config.clock.clone(),
+            triggers: Default::default(),
             master: master.clone(),
             public_base: public_base.clone(),
         });

@@ -69,8 +69,11 @@ pub struct Clients {
 /// What a running step can see besides its own input.
 pub struct ActionContext<'a> {
     pub clients: &'a Clients,
-    /// The template context of the step (`trigger`, `alert`, `steps`, ...), for defaults.
+    /// The template context of the step (`alert`, `steps`, `execution`, ...), for defaults.
     pub scope: &'a Value,
+    /// The body that started the run (kept apart from `scope`: it can be large, and the runs
+    /// of one delivery share it).
+    pub trigger: &'a Value,
 }
 
 #[async_trait]

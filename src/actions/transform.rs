@@ -170,7 +170,7 @@ impl Action for Transform {
                 .ok_or_else(|| ActionError::permanent("jq must be a string"))?;
             let data = match input.get("input") {
                 Some(v) => v.clone(),
-                None => ctx.scope.get("trigger").cloned().unwrap_or(Value::Null),
+                None => ctx.trigger.clone(),
             };
             // On a blocking thread: a program that loops forever then ends the step at its
             // timeout instead of stalling one of the runtime's few worker threads.

@@ -2,20 +2,71 @@
 
 use super::{Engine, Plan};
 use crate::store::{stored_json, RunState, StepRecord, StoreError};
+use alertflow_domain::template::{self, Scope};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
-/// The context: `trigger`, `alert`, `execution`, `secrets`, `memory`, `approvals`, and
-/// `steps` as they finish.
+/// The body that started a run, parsed, and converted for templates.
+pub struct Trigger {
+    pub json: Value,
+    pub jinja: template::JinjaValue,
+}
+
+impl Trigger {
+    fn parse(body: &[u8]) -> Trigger {
+        let json = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body).unwrap_or(Value::Null)
+        };
+        let jinja = template::convert(&json);
+        Trigger { json, jinja }
+    }
+
+    /// The template scope of a step: `ctx` (everything but the trigger) and the trigger.
+    pub fn scope(&self, ctx: &Value) -> Scope {
+        Scope::new(ctx, Some(&self.jinja))
+    }
+}
+
+/// Parsed trigger bodies kept per event; enough for the deliveries being worked on at once.
+const TRIGGER_CACHE: usize = 64;
+
+/// The run's trigger: from the cache when the run shares its delivery's body with others (its
+/// row then comes without the body), else parsed from what was loaded.
+async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreError> {
+    let ex = &run.execution;
+    let shared = ex.alert_index.is_some() && run.input.is_empty();
+    let Some(event) = ex.event_id.as_ref().filter(|_| shared) else {
+        return Ok(Arc::new(Trigger::parse(&run.input)));
+    };
+    let cached = engine
+        .triggers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(event)
+        .cloned();
+    if let Some(t) = cached {
+        return Ok(t);
+    }
+    let body = engine.store.execution_input(&ex.id).await?;
+    let parsed = Arc::new(Trigger::parse(&body));
+    let mut cache = engine.triggers.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= TRIGGER_CACHE {
+        cache.clear();
+    }
+    cache.insert(event.clone(), parsed.clone());
+    Ok(parsed)
+}
+
+/// The context: `alert`, `execution`, `secrets`, `memory`, `approvals`, and `steps` as they
+/// finish; `trigger` comes apart, shared.
 pub async fn initial(
     engine: &Engine,
     run: &RunState,
     plan: &Plan,
-) -> Result<(Value, Redactor), StoreError> {
-    let trigger: Value = if run.input.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&run.input).unwrap_or(Value::Null)
-    };
+) -> Result<(Value, Redactor, Arc<Trigger>), StoreError> {
+    let trigger = trigger(engine, run).await?;
     let ex = &run.execution;
     let wf = &plan.wf;
     let mut ctx = json!({
@@ -29,9 +80,8 @@ pub async fn initial(
         "approvals": {},
     });
     if let Some(i) = ex.alert_index {
-        ctx["alert"] = trigger["alerts"][i as usize].clone();
+        ctx["alert"] = trigger.json["alerts"][i as usize].clone();
     }
-    ctx["trigger"] = trigger;
 
     let mut redactor = Redactor::default();
     if !plan.secrets.is_empty() {
@@ -65,7 +115,7 @@ pub async fn initial(
             "deny_url": super::approval_link(engine, &ex.id, &step.id, super::LinkDecision::Deny),
         });
     }
-    Ok((ctx, redactor))
+    Ok((ctx, redactor, trigger))
 }
 
 /// The current alert's fingerprint, which keys its memory.

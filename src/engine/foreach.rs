@@ -5,7 +5,6 @@
 use super::step::{backoff, fail, one_attempt, render_input, StepOutcome, StepRun};
 use crate::store::{stored_json, StepRecord, StoreError};
 use alertflow_domain::execution::StepStatus;
-use alertflow_domain::template::render_value;
 use alertflow_domain::workflow::Step;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -17,7 +16,7 @@ pub async fn run(
     ctx: &Value,
 ) -> Result<StepOutcome, StoreError> {
     let list = step.foreach.as_ref().expect("foreach step");
-    let list = match render_value(list, ctx, "foreach") {
+    let list = match sr.render(list, ctx, "foreach") {
         Ok(Value::Array(items)) => items,
         Ok(other) => {
             let kind = match other {

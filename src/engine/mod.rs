@@ -4,7 +4,7 @@
 //! (attempt + 1) when the job comes back: at once on this node's restart, or when its lease
 //! runs out on another node.
 
-mod context;
+pub mod context;
 mod foreach;
 mod run;
 pub mod schedule;
@@ -47,6 +47,9 @@ pub struct Engine {
     /// that cancels it.
     pub running: Mutex<HashMap<String, CancellationToken>>,
     pub clock: Clock,
+    /// Parsed trigger bodies by event, so the runs of one delivery (`split: per_alert`, up to
+    /// thousands) parse and convert its body once, not once each.
+    pub triggers: Mutex<HashMap<String, Arc<context::Trigger>>>,
     pub master: MasterKey,
     /// The base of approval links.
     pub public_base: String,

@@ -56,7 +56,7 @@ pub async fn execute(
     let deadline = wf
         .timeout
         .map(|t| started_at + t.as_std().as_millis() as i64);
-    let (mut ctx, redactor) = context::initial(engine, &run, &plan).await?;
+    let (mut ctx, redactor, trigger) = context::initial(engine, &run, &plan).await?;
 
     let mut records: Vec<StepRecord> = wf
         .steps
@@ -93,6 +93,7 @@ pub async fn execute(
         engine,
         execution: &run.execution,
         redactor: &redactor,
+        trigger: &trigger,
         cancel: &cancel,
         deadline,
     };

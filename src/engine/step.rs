@@ -3,12 +3,12 @@
 //! A retry's backoff does not hold a worker: the step is left `waiting` with the attempt's
 //! error, the run is parked until the backoff ends, and the next claim carries on here.
 
-use super::context::{fingerprint, Redactor};
+use super::context::{fingerprint, Redactor, Trigger};
 use super::{foreach, suspend, Engine};
 use crate::actions::{ActionContext, ActionError};
 use crate::store::{ExecutionRecord, Remember, StepRecord, StoreError};
 use alertflow_domain::execution::StepStatus;
-use alertflow_domain::template::{eval_condition, render_value};
+use alertflow_domain::template::{condition_in_scope, render_in_scope, TemplateError};
 use alertflow_domain::workflow::Step;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ pub struct StepRun<'a> {
     pub engine: &'a Engine,
     pub execution: &'a ExecutionRecord,
     pub redactor: &'a Redactor,
+    pub trigger: &'a Trigger,
     pub cancel: &'a CancellationToken,
     /// The run's own deadline (`timeout` of the workflow), in clock milliseconds.
     pub deadline: Option<i64>,
@@ -43,6 +44,15 @@ impl StepRun<'_> {
             Some(run) if run < own => (run, true),
             _ => (own, false),
         }
+    }
+
+    /// Renders templates in `value` with `ctx` and the run's trigger.
+    pub fn render(&self, value: &Value, ctx: &Value, field: &str) -> Result<Value, TemplateError> {
+        render_in_scope(value, &self.trigger.scope(ctx), field)
+    }
+
+    pub fn condition(&self, src: &str, ctx: &Value, field: &str) -> Result<bool, TemplateError> {
+        condition_in_scope(src, &self.trigger.scope(ctx), field)
     }
 
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
@@ -83,7 +93,7 @@ pub async fn run(
         rec.attempt_log = None;
         rec.items = None;
         if let Some(cond) = &step.condition {
-            match eval_condition(cond, ctx, "if") {
+            match sr.condition(cond, ctx, "if") {
                 Ok(true) => {}
                 Ok(false) => {
                     rec.status = StepStatus::Skipped.as_str().into();
@@ -153,7 +163,8 @@ fn remembered(
     super::context::record_in_context(&mut scope, rec);
     let mut values = serde_json::Map::new();
     for (name, template) in spec {
-        let v = render_value(template, &scope, &format!("remember.{name}"))
+        let v = sr
+            .render(template, &scope, &format!("remember.{name}"))
             .map_err(|e| format!("step {:?}: {e}", step.id))?;
         values.insert(name.clone(), sr.redactor.value(&v));
     }
@@ -171,7 +182,7 @@ pub fn render_input(
     rec: &mut StepRecord,
     ctx: &Value,
 ) -> Result<Value, StepOutcome> {
-    match render_value(&step.with, ctx, "with") {
+    match sr.render(&step.with, ctx, "with") {
         Ok(v) if v.is_null() => Ok(json!({})),
         Ok(v) => Ok(v),
         Err(e) => Err(fail(rec, sr.now(), format!("step {:?}: {e}", step.id))),
@@ -189,6 +200,7 @@ pub async fn one_attempt(
     let actx = ActionContext {
         clients: &sr.engine.clients,
         scope,
+        trigger: &sr.trigger.json,
     };
     let left = Duration::from_millis((until - sr.now()).max(0) as u64);
     tokio::select! {

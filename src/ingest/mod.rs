@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::store::{NewEvent, NewExecution};
 use crate::AppState;
 use alertflow_domain::alertmanager::{AlertStatus, Notification, NotificationError};
-use alertflow_domain::template::eval_condition;
+use alertflow_domain::template;
 use alertflow_domain::workflow::{Split, TriggerType, Workflow};
 use bytes::Bytes;
 use serde::Serialize;
@@ -200,18 +200,24 @@ async fn decide(
         _ => vec![None],
     };
     let mut chosen = Vec::new();
+    // The body is converted for templates once, however many alerts `when` looks at.
+    let body_scope = trigger.when.as_ref().map(|_| template::convert(&json));
     for alert_index in candidates {
-        let keep = match &trigger.when {
-            None => true,
-            Some(when) => {
-                let ctx = condition_context(&json, alert_index);
-                eval_condition(when, &ctx, "trigger.when").map_err(|e| {
+        let keep = match (&trigger.when, &body_scope) {
+            (Some(when), Some(body)) => {
+                let vars = match alert_index {
+                    Some(i) => json!({"alert": json["alerts"][i]}),
+                    None => json!({}),
+                };
+                let scope = template::Scope::new(&vars, Some(body));
+                template::condition_in_scope(when, &scope, "trigger.when").map_err(|e| {
                     Error::WhenFailed(format!(
                         "trigger.when could not be evaluated: {}",
                         e.message
                     ))
                 })?
             }
+            _ => true,
         };
         if keep {
             chosen.push(alert_index);
@@ -261,14 +267,6 @@ async fn decide(
         resolved_keys,
         executions,
     })
-}
-
-/// The names `when` sees: `trigger`, and `alert` under `split: per_alert`.
-fn condition_context(body: &Value, alert_index: Option<usize>) -> Value {
-    match alert_index {
-        Some(i) => json!({"trigger": body, "alert": body["alerts"][i]}),
-        None => json!({"trigger": body}),
-    }
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -162,6 +162,7 @@ pub async fn run_action_in(name: &str, input: Value, scope: Value) -> Result<Val
     };
     let ctx = ActionContext {
         clients: &clients,
+        trigger: &scope["trigger"],
         scope: &scope,
     };
     action.run(input, &ctx).await

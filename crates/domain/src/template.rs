@@ -3,7 +3,9 @@
 //! A field whose whole value is one `{{ expression }}` keeps the expression's JSON type, so
 //! `count: "{{ trigger.alerts | length }}"` is a number. Any other string renders to a string.
 
-use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
+/// A value as templates see it.
+pub use minijinja::Value as JinjaValue;
+use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -54,35 +56,67 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
+/// A template context, converted for minijinja. A part that is the same for every step of a
+/// run, or for every run of one delivery (the trigger body, which may be megabytes), is
+/// converted once with [`convert`] and shared, instead of once per template.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    root: JinjaValue,
+}
+
+/// A JSON value as minijinja sees it; cheap to clone and share.
+pub fn convert(v: &Value) -> JinjaValue {
+    JinjaValue::from_serialize(v)
+}
+
+impl Scope {
+    /// The names in `vars` (an object), plus `trigger` if given already converted.
+    pub fn new(vars: &Value, trigger: Option<&JinjaValue>) -> Scope {
+        let mut entries: Vec<(String, JinjaValue)> = vars
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+            .unwrap_or_default();
+        if let Some(t) = trigger {
+            entries.push(("trigger".to_string(), t.clone()));
+        }
+        Scope {
+            root: JinjaValue::from_iter(entries),
+        }
+    }
+
+    /// Every name from one JSON object (`trigger` included, if it has one).
+    pub fn from_json(ctx: &Value) -> Scope {
+        Scope { root: convert(ctx) }
+    }
+}
+
 /// Renders every template string inside `value`; `field` names where `value` sits.
 pub fn render_value(value: &Value, ctx: &Value, field: &str) -> Result<Value, TemplateError> {
-    let jctx = JinjaValue::from_serialize(ctx);
-    render_in(shared(), value, &jctx, ctx, field)
+    render_in_scope(value, &Scope::from_json(ctx), field)
+}
+
+/// [`render_value`] with a prepared scope.
+pub fn render_in_scope(value: &Value, scope: &Scope, field: &str) -> Result<Value, TemplateError> {
+    render_in(shared(), value, &scope.root, field)
 }
 
 fn render_in(
     env: &Environment<'static>,
     value: &Value,
     jctx: &JinjaValue,
-    ctx: &Value,
     field: &str,
 ) -> Result<Value, TemplateError> {
     match value {
-        Value::String(s) if is_template(s) => render_string(env, s, jctx, ctx, field),
+        Value::String(s) if is_template(s) => render_string(env, s, jctx, field),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| render_in(env, v, jctx, ctx, &format!("{field}[{i}]")))
+            .map(|(i, v)| render_in(env, v, jctx, &format!("{field}[{i}]")))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.clone(),
-                    render_in(env, v, jctx, ctx, &format!("{field}.{k}"))?,
-                ))
-            })
+            .map(|(k, v)| Ok((k.clone(), render_in(env, v, jctx, &format!("{field}.{k}"))?)))
             .collect::<Result<serde_json::Map<_, _>, _>>()
             .map(Value::Object),
         other => Ok(other.clone()),
@@ -93,12 +127,11 @@ fn render_string(
     env: &Environment<'static>,
     src: &str,
     jctx: &JinjaValue,
-    ctx: &Value,
     field: &str,
 ) -> Result<Value, TemplateError> {
     let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
         field: field.to_string(),
-        message: explain(&e, &vars, ctx),
+        message: explain(&e, &vars, jctx),
     };
     if let Some(expr_src) = lone_expression(src) {
         let expr = env
@@ -122,16 +155,21 @@ fn render_string(
 
 /// Evaluates a condition (`if`, `when`): a bare Jinja expression, or one `{{ ... }}`.
 pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, TemplateError> {
+    condition_in_scope(src, &Scope::from_json(ctx), field)
+}
+
+/// [`eval_condition`] with a prepared scope.
+pub fn condition_in_scope(src: &str, scope: &Scope, field: &str) -> Result<bool, TemplateError> {
     let env = shared();
     let src = lone_expression(src).unwrap_or(src);
+    let jctx = &scope.root;
     let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
         field: field.to_string(),
-        message: explain(&e, &vars, ctx),
+        message: explain(&e, &vars, jctx),
     };
     let expr = env
         .compile_expression_owned(src.to_string())
         .map_err(|e| fail(e, BTreeSet::new()))?;
-    let jctx = JinjaValue::from_serialize(ctx);
     let vars = || expr.undeclared_variables(true).into_iter().collect();
     let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
     if out.is_undefined() {
@@ -143,7 +181,7 @@ pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, Templ
 
 /// Names the first variable the template uses that the context lacks, so that an error says
 /// `undefined name alert.labels.team` rather than only `undefined value`.
-fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &Value) -> String {
+fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &JinjaValue) -> String {
     if e.kind() == minijinja::ErrorKind::UndefinedError {
         if let Some(missing) = vars.iter().find(|v| !resolves(ctx, v)) {
             let missing = first_missing_prefix(ctx, missing);
@@ -159,18 +197,18 @@ fn explain(e: &minijinja::Error, vars: &BTreeSet<String>, ctx: &Value) -> String
     format!("{}{detail}", e.kind())
 }
 
-fn resolves(ctx: &Value, dotted: &str) -> bool {
-    let mut cur = ctx;
+fn resolves(ctx: &JinjaValue, dotted: &str) -> bool {
+    let mut cur = ctx.clone();
     for part in dotted.split('.') {
-        match cur.get(part) {
-            Some(v) => cur = v,
-            None => return false,
+        match cur.get_attr(part) {
+            Ok(v) if !v.is_undefined() => cur = v,
+            _ => return false,
         }
     }
     true
 }
 
-fn first_missing_prefix(ctx: &Value, dotted: &str) -> String {
+fn first_missing_prefix(ctx: &JinjaValue, dotted: &str) -> String {
     let parts: Vec<&str> = dotted.split('.').collect();
     for n in 1..=parts.len() {
         let prefix = parts[..n].join(".");

@@ -570,7 +570,9 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
                     x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
-                    x.created_at, x.started_at, x.finished_at, COALESCE(x.input, e.body) AS body
+                    x.created_at, x.started_at, x.finished_at,
+                    -- The runs of a split delivery share its body: the engine reads it once.
+                    CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END AS body
              FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
         )
         .bind(execution_id)
