@@ -112,6 +112,7 @@ pub async fn run_until(
             running: Default::default(),
             clock: config.clock.clone(),
             triggers: Default::default(),
+            trigger_loading: Default::default(),
             master: master.clone(),
             public_base: public_base.clone(),
         });

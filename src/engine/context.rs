@@ -49,6 +49,18 @@ async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreE
     if let Some(t) = cached {
         return Ok(t);
     }
+    // One run loads a body while the others of its delivery wait for it; without this, the
+    // first few dozen runs of a 10,000-alert delivery would each parse it, at once.
+    let _loading = engine.trigger_loading.lock().await;
+    let cached = engine
+        .triggers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(event)
+        .cloned();
+    if let Some(t) = cached {
+        return Ok(t);
+    }
     let body = engine.store.execution_input(&ex.id).await?;
     let parsed = Arc::new(Trigger::parse(&body));
     let mut cache = engine.triggers.lock().unwrap_or_else(|p| p.into_inner());

@@ -50,6 +50,8 @@ pub struct Engine {
     /// Parsed trigger bodies by event, so the runs of one delivery (`split: per_alert`, up to
     /// thousands) parse and convert its body once, not once each.
     pub triggers: Mutex<HashMap<String, Arc<context::Trigger>>>,
+    /// Held while a body is loaded into `triggers`, so it is loaded once.
+    pub trigger_loading: tokio::sync::Mutex<()>,
     pub master: MasterKey,
     /// The base of approval links.
     pub public_base: String,
