@@ -2,6 +2,7 @@
 //! sent to two nodes, one node killed with SIGKILL mid-stream. Every accepted delivery runs to
 //! the end exactly once, and nothing accepted is lost.
 
+use crate::alertmanager_e2e::free_port;
 use crate::common::*;
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -11,14 +12,6 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 const MASTER_KEY: &str = "5f1d3c8a9b2e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn node(db: &str, dir: &std::path::Path, port: u16, key: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_alertflow"))

@@ -1,6 +1,7 @@
 //! A server killed (SIGKILL) in the middle of a run resumes it after a restart: finished steps
 //! are not run again, the interrupted one runs again as attempt 2, and nothing accepted is lost.
 
+use crate::alertmanager_e2e::free_port;
 use crate::common::*;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,14 +24,6 @@ async fn gate(hold: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn serve(dir: &std::path::Path, port: u16) -> Child {
