@@ -1,6 +1,6 @@
 //! `/api/v1`: keys, workflows, runs, executions, events. Who may call each is in `routes()`.
 
-use super::auth::{route, Role, Route};
+use super::auth::{route, AuditDetail, Role, Route};
 use super::views::{
     ApplyView, ErrorView, EventView, ExecutionView, KeyView, RunView, VersionView, WorkflowView,
 };
@@ -24,6 +24,31 @@ use std::collections::HashMap;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// The routes of this file with the role each needs (see `auth`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// Who changed what, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "[{at, actor, action, target, detail, status}]")))]
+async fn list_audit(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Result<Json<Value>> {
+    let entries = s
+        .store
+        .list_audit(q.limit.unwrap_or(100).clamp(1, 1000))
+        .await?;
+    Ok(Json(Value::Array(
+        entries
+            .into_iter()
+            .map(|e| {
+                serde_json::json!({"at": rfc3339(e.at), "actor": e.actor, "action": e.action,
+                    "target": e.target, "detail": e.detail, "status": e.status})
+            })
+            .collect(),
+    )))
+}
+
 pub fn routes() -> Vec<Route> {
     use Method as M;
     use Role::*;
@@ -45,6 +70,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/executions/{id}", Viewer, get_execution),
         route(M::GET, "/executions/{id}/input", Viewer, execution_input),
         route(M::GET, "/events", Viewer, list_events),
+        route(M::GET, "/audit", Admin, list_audit),
     ]
 }
 
@@ -54,7 +80,7 @@ pub fn routes() -> Vec<Route> {
     paths(
         create_key, list_keys, get_key, reveal_key, delete_key,
         apply_workflow, list_workflows, get_workflow, list_versions, delete_workflow, run_workflow,
-        list_executions, count_executions, get_execution, execution_input, list_events,
+        list_executions, count_executions, get_execution, execution_input, list_events, list_audit,
         super::hooks::receive,
     ),
     components(schemas(ErrorView, crate::ingest::Accepted)),
@@ -124,8 +150,10 @@ async fn create_key(State(s): State<AppState>, Json(req): Json<NewKey>) -> Resul
         }
         other => other.into(),
     })?;
+    let detail = AuditDetail(format!("key {}", record.name));
     Ok((
         StatusCode::CREATED,
+        axum::Extension(detail),
         Json(KeyView::new(&record, Some(value))),
     )
         .into_response())
@@ -237,7 +265,13 @@ async fn apply_workflow(State(s): State<AppState>, body: Bytes) -> Result<Respon
         webhook_url: webhook_url(&s, &wf),
         warnings,
     };
-    Ok((status, Json(view)).into_response())
+    let detail = AuditDetail(format!(
+        "workflow {} version {}{}",
+        view.id,
+        view.version,
+        if view.unchanged { " (unchanged)" } else { "" }
+    ));
+    Ok((status, axum::Extension(detail), Json(view)).into_response())
 }
 
 /// A workflow that reads a secret the server does not have is refused at apply time, naming

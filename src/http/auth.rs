@@ -8,7 +8,7 @@
 use super::User;
 use crate::crypto;
 use crate::error::Error;
-use crate::store::Identity;
+use crate::store::{AuditRecord, Identity};
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
@@ -121,12 +121,38 @@ async fn authorize(
         ))
         .into_response();
     }
+    let method = req.method().clone();
+    // The path as the client sent it: this router is nested under /api/v1, which axum strips.
+    let target = format!("/api/v1{}", req.uri().path());
+    let actor = who.name.clone();
     let mut req = req;
     req.extensions_mut().insert(User(who.name.clone()));
     req.extensions_mut().insert(role);
     req.extensions_mut().insert(who);
-    next.run(req).await
+    let resp = next.run(req).await;
+    // The audit log: every change that took, and every key value shown.
+    let audited = !is_safe(&method) || matched.ends_with("/keys/{name}/value");
+    if audited && resp.status().is_success() {
+        let entry = AuditRecord {
+            at: crate::now_ms(),
+            actor,
+            action: format!("{method} {matched}"),
+            target,
+            detail: resp.extensions().get::<AuditDetail>().map(|d| d.0.clone()),
+            status: resp.status().as_u16() as i64,
+        };
+        // The change is made already; a failure to record it is logged, not answered.
+        if let Err(e) = state.store.audit(&entry).await {
+            tracing::warn!(error = %e, action = %entry.action, actor = %entry.actor, "audit entry not written");
+        }
+    }
+    resp
 }
+
+/// What a handler adds to its response for the audit log (the workflow and version applied,
+/// the name of what was created).
+#[derive(Clone, Debug)]
+pub struct AuditDetail(pub String);
 
 /// The user of a request: an API token, else the session cookie (with its CSRF check).
 async fn identify(

@@ -162,6 +162,20 @@ pub struct ExecutionRecord {
     pub finished_at: Option<i64>,
 }
 
+/// A row of `audit`, as both stores select it.
+pub fn audit_from_row(
+    (at, actor, action, target, detail, status): (i64, String, String, String, Option<String>, i64),
+) -> AuditRecord {
+    AuditRecord {
+        at,
+        actor,
+        action,
+        target,
+        detail,
+        status,
+    }
+}
+
 /// A JSON column kept as text (a step's input or output), as a value; null when absent.
 pub fn stored_json(text: &Option<String>) -> serde_json::Value {
     text.as_deref()
@@ -269,6 +283,19 @@ pub struct TokenRecord {
     pub last_used_at: Option<i64>,
 }
 
+/// One change made through the API, or one key revealed.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub at: i64,
+    pub actor: String,
+    /// Method and route: `DELETE /api/v1/keys/{name}`.
+    pub action: String,
+    /// The path requested: `/api/v1/keys/ops`.
+    pub target: String,
+    pub detail: Option<String>,
+    pub status: i64,
+}
+
 /// Who a session or token belongs to.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -336,6 +363,11 @@ pub trait Store: Send + Sync + 'static {
     /// The user of the API token with this digest.
     async fn token_identity(&self, digest: &str) -> Result<Option<Identity>>;
     async fn touch_token(&self, digest: &str, now: i64) -> Result<()>;
+
+    // the audit log
+    async fn audit(&self, entry: &AuditRecord) -> Result<()>;
+    /// Newest first.
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>>;
 
     // the web UI's executions page
     /// How many executions match `filter` (status and limit aside), per status.

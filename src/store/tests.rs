@@ -392,4 +392,26 @@ async fn users_sessions_and_tokens_keep_an_admin(store: Arc<dyn Store>) {
     assert!(store.token_identity("d1").await.unwrap().is_none());
     store.delete_user("admin").await.unwrap();
     assert!(store.token_identity("boot").await.unwrap().is_none());
+
+    // The audit log keeps entries newest first.
+    for (i, action) in ["POST /api/v1/keys", "DELETE /api/v1/keys/{name}"]
+        .iter()
+        .enumerate()
+    {
+        let entry = AuditRecord {
+            at: 10 + i as i64,
+            actor: "ann".into(),
+            action: action.to_string(),
+            target: "/api/v1/keys".into(),
+            detail: (i == 0).then(|| "key ops".to_string()),
+            status: 200,
+        };
+        store.audit(&entry).await.unwrap();
+    }
+    let log = store.list_audit(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].action.as_str(), log[1].detail.as_deref()),
+        ("DELETE /api/v1/keys/{name}", Some("key ops"))
+    );
 }

@@ -10,6 +10,7 @@ mod actions_paging;
 mod actions_prometheus;
 mod actions_shell;
 mod alertmanager_e2e;
+mod audit;
 mod cluster;
 mod common;
 mod engine;

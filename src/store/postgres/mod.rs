@@ -205,6 +205,23 @@ impl Store for PgStore {
         self.executions_per_status(filter).await
     }
 
+    async fn audit(&self, e: &AuditRecord) -> Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, target, detail, status) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(e.at).bind(&e.actor).bind(&e.action).bind(&e.target).bind(&e.detail).bind(e.status)
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<(i64, String, String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT at, actor, action, target, detail, status FROM audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(audit_from_row).collect())
+    }
+
     async fn has_users(&self) -> Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
