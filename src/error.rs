@@ -48,6 +48,12 @@ pub enum Error {
     WhenFailed(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too many failures from one place: try again after the delay.
+    #[error("{0}")]
+    TooManyRequests(String, std::time::Duration),
+    /// Like `Unavailable` (a 503, which Alertmanager retries), after a given delay.
+    #[error("{0}")]
+    SlowDown(String, std::time::Duration),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,6 +88,8 @@ impl Error {
             InvalidWorkflow(_) => ("invalid_workflow", StatusCode::UNPROCESSABLE_ENTITY),
             WhenFailed(_) => ("when_failed", StatusCode::UNPROCESSABLE_ENTITY),
             Unavailable(_) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            TooManyRequests(..) => ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
+            SlowDown(..) => ("rate_limited", StatusCode::SERVICE_UNAVAILABLE),
             Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -119,10 +127,15 @@ impl IntoResponse for Error {
             Error::NotAlertmanager(e) => body["field"] = json!(e.field),
             _ => {}
         }
+        let retry_after = match &self {
+            Error::TooManyRequests(_, d) | Error::SlowDown(_, d) => Some(d.as_secs().max(1)),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
+        };
         let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
         }
         resp
     }

@@ -45,6 +45,7 @@ pub struct AppState {
     pub engine: Option<Arc<Engine>>,
     /// True once shutdown began: deliveries are then answered 503, so senders retry elsewhere.
     pub stopping: watch::Receiver<bool>,
+    pub limits: Arc<http::limits::Limits>,
 }
 
 pub fn now_ms() -> i64 {
@@ -130,17 +131,22 @@ pub async fn run_until(
         clock: config.clock.clone(),
         engine: engine_handle,
         stopping: stop_rx.clone(),
+        limits: Default::default(),
     };
     let node = node_id(&config.data_dir)?;
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
     let app = http::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await?;
+    // With each connection's address, for the limits per source.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await?;
     if let Some(engine) = engine_task {
         // Running steps get a moment to finish. What does not is handed back: its lease is
         // released, so another node (or this one, restarted) resumes it from its last step.

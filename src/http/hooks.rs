@@ -4,7 +4,7 @@ use crate::error::Error;
 use crate::ingest::{self, Delivery};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,7 @@ use base64::Engine;
     ))]
 pub async fn receive(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(workflow_id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -33,6 +34,12 @@ pub async fn receive(
     if *state.stopping.borrow() {
         return Error::Unavailable("this node is shutting down; retry".into()).into_response();
     }
+    // A source over its limit of refused deliveries (wrong keys, mostly) still gets through
+    // with a valid key (several senders may share an address), but its refusals are no longer
+    // recorded and are answered 503 with Retry-After: it slows down, and an Alertmanager whose
+    // key was just rotated retries rather than drops.
+    let source = super::limits::source_key("hook", Some(peer.ip()));
+    let over_limit = state.limits.hook_failures.check(&source).err();
     let limit = state.config.max_body_bytes;
     let declared_too_big = headers
         .get(CONTENT_LENGTH)
@@ -57,9 +64,24 @@ pub async fn receive(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         body,
+        record_refusal: over_limit.is_none(),
     };
     match ingest::receive(&state, delivery).await {
         Ok(accepted) => (StatusCode::ACCEPTED, Json(accepted)).into_response(),
+        Err(e) if matches!(e.status().as_u16(), 401 | 403) => {
+            state.limits.hook_failures.spend(&source);
+            match over_limit {
+                Some(wait) => Error::SlowDown(
+                    format!(
+                        "too many refused deliveries from {}; retry later",
+                        peer.ip()
+                    ),
+                    wait,
+                )
+                .into_response(),
+                None => e.into_response(),
+            }
+        }
         Err(e) => e.into_response(),
     }
 }

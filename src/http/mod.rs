@@ -4,6 +4,7 @@
 mod api;
 pub mod auth;
 mod hooks;
+pub mod limits;
 mod runs;
 mod ui;
 mod users;

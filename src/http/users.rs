@@ -51,7 +51,24 @@ fn session_view(s: &AppState, who: &Identity) -> Value {
 
 /// `POST /api/v1/session`, the one API route open to everyone: checks the password and sets
 /// the session cookie.
-pub async fn sign_in(State(s): State<AppState>, Json(req): Json<SignIn>) -> Result<Response> {
+pub async fn sign_in(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Json(req): Json<SignIn>,
+) -> Result<Response> {
+    // Guessing passwords is slowed per source address and per user name.
+    let keys = [
+        super::limits::source_key("sign-in", Some(peer.ip())),
+        format!("sign-in-user:{}", req.name),
+    ];
+    for key in &keys {
+        if let Err(wait) = s.limits.sign_in_failures.check(key) {
+            return Err(Error::TooManyRequests(
+                "too many failed sign-ins; wait and try again".into(),
+                wait,
+            ));
+        }
+    }
     let user = match s.store.get_user(&req.name).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
@@ -68,6 +85,9 @@ pub async fn sign_in(State(s): State<AppState>, Json(req): Json<SignIn>) -> Resu
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| matches) else {
+        for key in &keys {
+            s.limits.sign_in_failures.spend(key);
+        }
         return Err(Error::SignInFailed);
     };
     let value = crypto::random_token("afs_");

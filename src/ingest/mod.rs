@@ -19,6 +19,9 @@ pub struct Delivery {
     pub content_type: Option<String>,
     /// `None` when the body was over the limit and was not read.
     pub body: Option<Bytes>,
+    /// Record a refused delivery as an event; off for a source over its limit of failures,
+    /// so that a flood of bad keys cannot fill the events table.
+    pub record_refusal: bool,
 }
 
 /// The trigger's 202 answer.
@@ -45,7 +48,9 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
     let event = match decided {
         Ok(event) => event,
         Err(e) if e.status().is_client_error() => {
-            record_rejection(state, &delivery, event_id, received_at, key_name, &e).await;
+            if delivery.record_refusal {
+                record_rejection(state, &delivery, event_id, received_at, key_name, &e).await;
+            }
             return Err(e);
         }
         Err(e) => return Err(e),

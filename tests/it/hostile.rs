@@ -181,3 +181,62 @@ async fn hostile_deliveries_get_4xx_and_harm_nothing() {
         "every refused delivery is on record: {rejected}"
     );
 }
+
+#[tokio::test]
+async fn guessing_keys_or_passwords_is_slowed_and_valid_senders_still_pass() {
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    app.apply_ok("name: guarded\ntrigger: {type: webhook}\nsteps:\n  - {id: a, uses: transform, with: {value: 1}}\n").await;
+    let hook = format!("{}/hooks/guarded", app.base);
+    let send = |k: String| {
+        let (http, hook) = (app.http.clone(), hook.clone());
+        async move {
+            let r = http
+                .post(&hook)
+                .header("x-api-key", k)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("retry-after").is_some(),
+            )
+        }
+    };
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        answers.push(send(format!("wrong-{i}")).await);
+    }
+    // 401 until the source has used up its allowance, then 503 with Retry-After.
+    assert!(answers[..30].iter().all(|a| a.0 == 401), "{answers:?}");
+    assert!(
+        answers[30..].iter().all(|a| *a == (503, true)),
+        "{answers:?}"
+    );
+    // Only the refusals within the allowance were recorded.
+    let rejected = app
+        .events("guarded")
+        .await
+        .iter()
+        .filter(|e| e["outcome"] == "rejected")
+        .count();
+    assert_eq!(rejected, 30);
+    // A sender with the right key from the same address is not locked out.
+    assert_eq!(send(key.clone()).await.0, 202);
+
+    // Sign-in: wrong passwords for one name are refused with 429 after ten.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = app
+            .http
+            .post(format!("{}/api/v1/session", app.base))
+            .json(&json!({"name": "admin", "password": "not-it"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+}
