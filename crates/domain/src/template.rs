@@ -37,9 +37,21 @@ fn shared() -> &'static Environment<'static> {
 /// The names a template reads, for error messages (a cold path, so it parses again).
 fn template_names(src: &str) -> BTreeSet<String> {
     let env = environment();
-    env.template_from_str(src)
+    guarded(|| env.template_from_str(src))
         .map(|t| t.undeclared_variables(true).into_iter().collect())
         .unwrap_or_default()
+}
+
+/// Runs a minijinja call, turning a panic inside it into a syntax error: some malformed
+/// inputs (found by fuzzing: `}}{` as an expression) make its lexer panic, and a workflow
+/// document must get an error back, not take down the request or the run.
+fn guarded<T>(f: impl FnOnce() -> Result<T, minijinja::Error>) -> Result<T, minijinja::Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::SyntaxError,
+            "the template engine could not read this",
+        ))
+    })
 }
 
 /// The expression inside a string that is exactly one `{{ ... }}`, if it is.
@@ -134,8 +146,7 @@ fn render_string(
         message: explain(&e, &vars, jctx),
     };
     if let Some(expr_src) = lone_expression(src) {
-        let expr = env
-            .compile_expression_owned(expr_src.to_string())
+        let expr = guarded(|| env.compile_expression_owned(expr_src.to_string()))
             .map_err(|e| fail(e, BTreeSet::new()))?;
         let vars = || expr.undeclared_variables(true).into_iter().collect();
         let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
@@ -148,7 +159,7 @@ fn render_string(
             message: format!("result is not JSON: {e}"),
         });
     }
-    env.render_str(src, jctx)
+    guarded(|| env.render_str(src, jctx))
         .map(Value::String)
         .map_err(|e| fail(e, template_names(src)))
 }
@@ -167,8 +178,7 @@ pub fn condition_in_scope(src: &str, scope: &Scope, field: &str) -> Result<bool,
         field: field.to_string(),
         message: explain(&e, &vars, jctx),
     };
-    let expr = env
-        .compile_expression_owned(src.to_string())
+    let expr = guarded(|| env.compile_expression_owned(src.to_string()))
         .map_err(|e| fail(e, BTreeSet::new()))?;
     let vars = || expr.undeclared_variables(true).into_iter().collect();
     let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
@@ -229,17 +239,17 @@ pub fn referenced_names(src: &str, as_condition: bool) -> Result<BTreeSet<String
     };
     if as_condition {
         let src = lone_expression(src).unwrap_or(src);
-        let expr = env.compile_expression(src).map_err(fmt)?;
+        let expr = guarded(|| env.compile_expression(src)).map_err(fmt)?;
         return Ok(expr.undeclared_variables(true).into_iter().collect());
     }
     if !is_template(src) {
         return Ok(BTreeSet::new());
     }
     if let Some(e) = lone_expression(src) {
-        let expr = env.compile_expression(e).map_err(fmt)?;
+        let expr = guarded(|| env.compile_expression(e)).map_err(fmt)?;
         return Ok(expr.undeclared_variables(true).into_iter().collect());
     }
-    let tmpl = env.template_from_str(src).map_err(fmt)?;
+    let tmpl = guarded(|| env.template_from_str(src)).map_err(fmt)?;
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
@@ -303,5 +313,14 @@ mod tests {
         let e = render_value(&src, &json!({}), "with.text").unwrap_err();
         assert_eq!(e.field, "with.text");
         assert!(e.message.contains("ran too long"), "{e}");
+    }
+
+    #[test]
+    fn inputs_that_make_minijinja_panic_are_errors() {
+        // Found by the template fuzz target.
+        for src in ["}}{\u{f}", "}}{"] {
+            assert!(referenced_names(src, true).is_err());
+            assert!(eval_condition(src, &json!({}), "if").is_err());
+        }
     }
 }
