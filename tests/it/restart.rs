@@ -44,6 +44,30 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
         .unwrap()
 }
 
+/// Starts the binary on `dir`, waits until it answers, and creates the key `ops`: the server,
+/// the admin token and the key's value.
+async fn start_with_key(dir: &std::path::Path, port: u16) -> (Child, String, String) {
+    let base = format!("http://127.0.0.1:{port}");
+    let server = serve(dir, port);
+    let token_file = dir.join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
+        .await
+        .trim()
+        .to_string();
+    wait_for(|| async { api(&base, &token, "/workflows").await }).await;
+    let key: Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "ops"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (server, token, key["value"].as_str().unwrap().to_string())
+}
+
 async fn api(base: &str, token: &str, path: &str) -> Option<Value> {
     let resp = reqwest::Client::new()
         .get(format!("{base}/api/v1{path}"))
@@ -66,26 +90,8 @@ async fn a_killed_server_resumes_the_run_after_restart() {
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = serve(dir.path(), port);
-    let token_file = dir.path().join("admin-token");
-    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
-        .await
-        .trim()
-        .to_string();
-    wait_for(|| async { api(&base, &token, "/workflows").await }).await;
-
+    let (mut server, token, key) = start_with_key(dir.path(), port).await;
     let http = reqwest::Client::new();
-    let key: Value = http
-        .post(format!("{base}/api/v1/keys"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "ops"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["value"].as_str().unwrap().to_string();
     let doc = format!(
         "name: resume\ntrigger: {{type: prometheus}}\nsteps:\n  - {{id: first, uses: http.request, with: {{url: '{}'}}}}\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}}}\n  - {{id: last, uses: transform, with: {{value: '{{{{ steps.slow.output.body }}}}'}}}}\n",
         first_hits.url
@@ -163,25 +169,8 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     let gate_url = gate(hold.clone(), hits.clone()).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = serve(dir.path(), port);
-    let token_file = dir.path().join("admin-token");
-    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
-        .await
-        .trim()
-        .to_string();
-    wait_for(|| async { api(&base, &token, "/workflows").await }).await;
+    let (mut server, token, key) = start_with_key(dir.path(), port).await;
     let http = reqwest::Client::new();
-    let key: Value = http
-        .post(format!("{base}/api/v1/keys"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "ops"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["value"].as_str().unwrap().to_string();
     let doc = format!("name: held\ntrigger: {{type: webhook}}\nsteps:\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}, timeout: 1h}}\n");
     assert!(http
         .post(format!("{base}/api/v1/workflows"))
