@@ -45,7 +45,8 @@ fn not_found(what: String) -> impl Fn(StoreError) -> Error {
     }
 }
 
-async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "{id, status: cancelled|cancelling}"), (status = 404), (status = 409, description = "already ended")))]
+pub(super) async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let outcome = s
         .store
         .cancel(&id, s.clock.now_ms())
@@ -69,7 +70,7 @@ async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
 }
 
 #[derive(Deserialize, Default)]
-struct ReplayRequest {
+pub(super) struct ReplayRequest {
     /// `current` (default): the workflow as it is now; `recorded`: the version the run used.
     #[serde(default)]
     version: Option<String>,
@@ -88,7 +89,8 @@ fn trigger_name(stored: &str) -> &'static str {
     .unwrap_or("manual")
 }
 
-async fn replay(
+#[utoipa::path(post, path = "/api/v1/executions/{id}/replay", tag = "executions", params(("id" = String, Path)), request_body(content = Object, description = "{version: current|recorded}"), responses((status = 202, description = "{executions: [id], version}"), (status = 404)))]
+pub(super) async fn replay(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Option<Json<ReplayRequest>>,
@@ -140,7 +142,7 @@ async fn replay(
 }
 
 #[derive(Deserialize)]
-struct DecisionRequest {
+pub(super) struct DecisionRequest {
     /// The approval step; may be left out when one step is waiting.
     step: Option<String>,
     /// `approve` or `deny`.
@@ -158,7 +160,8 @@ fn decision_word(d: &str) -> Result<&'static str> {
     }
 }
 
-async fn decide(
+#[utoipa::path(post, path = "/api/v1/executions/{id}/approval", tag = "executions", params(("id" = String, Path)), request_body(content = Object, description = "{decision: approve|deny, step?, comment?}"), responses((status = 200), (status = 403, description = "not among the approvers"), (status = 409, description = "decided already, or not waiting")))]
+pub(super) async fn decide(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
@@ -284,7 +287,11 @@ async fn link_decide(State(s): State<AppState>, Path(token): Path<String>) -> Re
     .into_response())
 }
 
-async fn next_fires(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/schedule", tag = "workflows", params(("id" = String, Path)), responses((status = 200, description = "{cron, timezone, every, next_fire_at, next: [10 times]}"), (status = 404)))]
+pub(super) async fn next_fires(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let record = s
         .store
         .get_workflow(&id, None)
@@ -311,7 +318,7 @@ async fn next_fires(State(s): State<AppState>, Path(id): Path<String>) -> Result
 }
 
 #[derive(Deserialize)]
-struct SecretValue {
+pub(super) struct SecretValue {
     value: String,
 }
 
@@ -328,7 +335,8 @@ fn check_secret_name(name: &str) -> Result<()> {
     }
 }
 
-async fn set_secret(
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)), request_body(content = Object, description = "{value}"), responses((status = 201, description = "created"), (status = 200, description = "updated"), (status = 400)))]
+pub(super) async fn set_secret(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Json(body): Json<SecretValue>,
@@ -353,7 +361,8 @@ async fn set_secret(
     Ok((status, Json(json!({"name": name, "created": created}))).into_response())
 }
 
-async fn list_secrets(State(s): State<AppState>) -> Result<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", responses((status = 200, description = "[{name, created_at, updated_at}], never values")))]
+pub(super) async fn list_secrets(State(s): State<AppState>) -> Result<Json<Value>> {
     let list: Vec<Value> = s
         .store
         .secrets(None)
@@ -364,7 +373,11 @@ async fn list_secrets(State(s): State<AppState>) -> Result<Json<Value>> {
     Ok(Json(Value::Array(list)))
 }
 
-async fn delete_secret(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode> {
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)), responses((status = 204), (status = 404)))]
+pub(super) async fn delete_secret(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
     s.store
         .delete_secret(&name)
         .await

@@ -51,7 +51,8 @@ fn session_view(s: &AppState, who: &Identity) -> Value {
 
 /// `POST /api/v1/session`, the one API route open to everyone: checks the password and sets
 /// the session cookie.
-pub async fn sign_in(
+#[utoipa::path(post, path = "/api/v1/session", tag = "users", security(()), request_body(content = Object, description = "{name, password}"), responses((status = 200, description = "sets the session cookie; {name, role, csrf}"), (status = 401), (status = 429)))]
+pub(super) async fn sign_in(
     State(s): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(req): Json<SignIn>,
@@ -114,14 +115,16 @@ thread_local! {
     static DUMMY_HASH: String = crypto::hash_password("no such user");
 }
 
-async fn current_session(
+#[utoipa::path(get, path = "/api/v1/session", tag = "users", responses((status = 200, description = "{name, role, csrf}")))]
+pub(super) async fn current_session(
     State(s): State<AppState>,
     Extension(who): Extension<Identity>,
 ) -> Json<Value> {
     Json(session_view(&s, &who))
 }
 
-async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<Response> {
+#[utoipa::path(delete, path = "/api/v1/session", tag = "users", responses((status = 200)))]
+pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<Response> {
     if let Some(cookie) = auth::session_cookie(&headers) {
         match s.store.delete_session(&crypto::digest(cookie)).await {
             Ok(()) | Err(StoreError::NotFound) => {}
@@ -132,7 +135,8 @@ async fn sign_out(State(s): State<AppState>, headers: HeaderMap) -> Result<Respo
     Ok((StatusCode::NO_CONTENT, [("set-cookie", expired)]).into_response())
 }
 
-async fn schema(State(s): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/schema", tag = "workflows", responses((status = 200, description = "the JSON Schema of the workflow document, as `alertflow workflows schema` prints it")))]
+pub(super) async fn schema(State(s): State<AppState>) -> Json<Value> {
     Json(crate::cli::language::document_schema(&s.registry))
 }
 
@@ -180,20 +184,25 @@ async fn hash(password: String) -> Result<String> {
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
-async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, description = "[{name, role, created_at}]")))]
+pub(super) async fn list_users(State(s): State<AppState>) -> Result<Json<Vec<Value>>> {
     Ok(Json(
         s.store.list_users().await?.iter().map(user_view).collect(),
     ))
 }
 
 #[derive(Deserialize)]
-struct NewUser {
+pub(super) struct NewUser {
     name: String,
     role: String,
     password: String,
 }
 
-async fn create_user(State(s): State<AppState>, Json(req): Json<NewUser>) -> Result<Response> {
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body(content = Object, description = "{name, role, password}"), responses((status = 201), (status = 422)))]
+pub(super) async fn create_user(
+    State(s): State<AppState>,
+    Json(req): Json<NewUser>,
+) -> Result<Response> {
     check_user_name(&req.name)?;
     let role = parse_role(&req.role)?;
     check_password(&req.password)?;
@@ -213,13 +222,14 @@ async fn create_user(State(s): State<AppState>, Json(req): Json<NewUser>) -> Res
 }
 
 #[derive(Deserialize)]
-struct UserChange {
+pub(super) struct UserChange {
     role: Option<String>,
     /// A new password: an admin's reset.
     password: Option<String>,
 }
 
-async fn update_user(
+#[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)), request_body(content = Object, description = "{role?, password?}"), responses((status = 200), (status = 404), (status = 409, description = "would leave no admin")))]
+pub(super) async fn update_user(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Json(req): Json<UserChange>,
@@ -243,7 +253,8 @@ async fn update_user(
     Ok(Json(user_view(&s.store.get_user(&name).await?)))
 }
 
-async fn delete_user(
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path)), responses((status = 204), (status = 404), (status = 409)))]
+pub(super) async fn delete_user(
     State(s): State<AppState>,
     Extension(me): Extension<User>,
     Path(name): Path<String>,
@@ -274,7 +285,8 @@ fn token_view(t: &TokenRecord, value: Option<&str>) -> Value {
     v
 }
 
-async fn list_tokens(
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "users", responses((status = 200, description = "your tokens: [{name, created_at, last_used_at}]")))]
+pub(super) async fn list_tokens(
     State(s): State<AppState>,
     Extension(me): Extension<User>,
 ) -> Result<Json<Vec<Value>>> {
@@ -283,12 +295,13 @@ async fn list_tokens(
 }
 
 #[derive(Deserialize)]
-struct NewToken {
+pub(super) struct NewToken {
     name: String,
 }
 
 /// A token acts as its user, with the user's role; its value is shown once.
-async fn create_token(
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "users", request_body(content = Object, description = "{name}"), responses((status = 201, description = "{name, value} (shown once)"), (status = 422)))]
+pub(super) async fn create_token(
     State(s): State<AppState>,
     Extension(me): Extension<User>,
     Json(req): Json<NewToken>,
@@ -311,7 +324,8 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(token_view(&token, Some(&value)))).into_response())
 }
 
-async fn delete_token(
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "users", params(("name" = String, Path)), responses((status = 204), (status = 404)))]
+pub(super) async fn delete_token(
     State(s): State<AppState>,
     Extension(me): Extension<User>,
     Path(name): Path<String>,

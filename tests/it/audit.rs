@@ -66,3 +66,29 @@ async fn every_change_and_key_reveal_is_recorded_with_its_author() {
         "no value is ever logged"
     );
 }
+
+/// Every API route is described in the OpenAPI document, so that clients generated from it
+/// are complete: a route added without its description fails here.
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut missing = Vec::new();
+    for route in alertflow::http::route_table() {
+        let path = format!("/api/v1{}", route.path);
+        let method = route.method.as_str().to_ascii_lowercase();
+        if doc["paths"][&path][&method].is_null() {
+            missing.push(format!("{} {path}", route.method));
+        }
+    }
+    assert!(missing.is_empty(), "not in openapi.json: {missing:?}");
+    assert!(doc["paths"]["/api/v1/session"]["post"].is_object());
+}
