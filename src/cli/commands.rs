@@ -38,6 +38,8 @@ pub async fn main(cli: Cli) -> Result<()> {
             super::language::schedule(&client()?, &id, format).await
         }
         Command::Secrets(cmd) => super::language::secrets(&client()?, cmd, format).await,
+        Command::Users(cmd) => super::people::users(&client()?, cmd, format).await,
+        Command::Tokens(cmd) => super::people::tokens(&client()?, cmd, format).await,
         Command::Workflows(cmd) => workflows(&client()?, cmd, cli.output).await,
         Command::Run { id, input, wait } => {
             run(&client()?, &id, input.as_deref(), wait, format).await

@@ -4,6 +4,7 @@ mod client;
 mod commands;
 pub(crate) mod language;
 mod output;
+mod people;
 
 use crate::config::ServeArgs;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -84,6 +85,12 @@ pub enum Command {
     /// Secrets that templates read as {{ secrets.NAME }}; stored encrypted, redacted from records
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// Users and their roles (admin, editor, viewer); admins only
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Your API tokens, for the CLI and scripts (--token or ALERTFLOW_TOKEN)
+    #[command(subcommand)]
+    Tokens(TokensCmd),
     /// Print the Alertmanager receiver block for a workflow, with its URL and key filled in
     AlertmanagerConfig {
         /// Workflow id
@@ -136,6 +143,42 @@ pub enum WorkflowsCmd {
     Schema,
     /// Print the next fire times of a schedule trigger
     Schedule { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCmd {
+    /// Create a user; the password is read from stdin
+    Create {
+        name: String,
+        /// admin, editor or viewer
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    List,
+    /// Change a user's role
+    SetRole {
+        name: String,
+        role: String,
+    },
+    /// Set a new password (read from stdin); the user's sessions end
+    ResetPassword {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// Create a token and print its value (shown once)
+    Create {
+        name: String,
+    },
+    List,
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]

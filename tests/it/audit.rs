@@ -92,3 +92,109 @@ async fn the_openapi_document_describes_every_route() {
     assert!(missing.is_empty(), "not in openapi.json: {missing:?}");
     assert!(doc["paths"]["/api/v1/session"]["post"].is_object());
 }
+
+/// Users and tokens from the command line: an admin creates an editor, who makes a token for
+/// scripts; the token acts with the editor's role.
+#[tokio::test]
+async fn users_and_tokens_from_the_cli() {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let cli = |token: &str, args: &[&str], stdin: Option<&str>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_alertflow"));
+        cmd.args(["--server", &app.base, "--token", token])
+            .args(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let input = stdin.map(str::to_string);
+        async move {
+            let mut child = cmd.spawn().unwrap();
+            let mut pipe = child.stdin.take().unwrap();
+            if let Some(text) = input {
+                pipe.write_all(text.as_bytes()).await.unwrap();
+            }
+            drop(pipe);
+            let out = child.wait_with_output().await.unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let (ok, _, err) = cli(
+        &app.token,
+        &["users", "create", "eve", "--role", "editor"],
+        Some("a long enough password\n"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, listed, _) = cli(&app.token, &["users", "list"], None).await;
+    assert!(
+        ok && listed.contains("eve") && listed.contains("editor"),
+        "{listed}"
+    );
+
+    // Eve signs in with that password and makes a token for the CLI.
+    let session = app
+        .http
+        .post(format!("{}/api/v1/session", app.base))
+        .json(&json!({"name": "eve", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200);
+    let (ok, _, err) = cli(&app.token, &["tokens", "create", "admin-ci"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&app.token, &["users", "set-role", "eve", "viewer"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&app.token, &["users", "set-role", "eve", "editor"], None).await;
+    assert!(ok, "{err}");
+    // Tokens belong to whoever creates them: eve makes hers, signed in.
+    let cookie = session
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = session.json::<serde_json::Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let minted: serde_json::Value = app
+        .http
+        .post(format!("{}/api/v1/tokens", app.base))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let eve_token = minted["value"].as_str().unwrap().to_string();
+    let (ok, listed, _) = cli(&eve_token, &["tokens", "list"], None).await;
+    assert!(ok && listed.contains("laptop"), "{listed}");
+    let (ok, _, err) = cli(&eve_token, &["users", "list"], None).await;
+    assert!(
+        !ok && err.contains("admin"),
+        "an editor cannot manage users: {err}"
+    );
+    let (ok, _, err) = cli(
+        &app.token,
+        &["users", "reset-password", "eve"],
+        Some("another long password\n"),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&app.token, &["users", "delete", "eve"], None).await;
+    assert!(ok && out.contains("deleted"), "{err}");
+    let (ok, _, _) = cli(&eve_token, &["tokens", "list"], None).await;
+    assert!(!ok, "a deleted user's token stops working");
+}
