@@ -222,3 +222,139 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     .await;
     assert_eq!(ex["steps"][0]["attempts"], 2, "{ex}");
 }
+
+/// SIGKILL while a real Alertmanager streams notifications at the server, then a restart on
+/// the same address: every group Alertmanager notified ran exactly once, whether its delivery
+/// was acknowledged before the kill or retried by Alertmanager after it; a delivery taken twice
+/// (committed as the process died, then retried) started nothing the second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_a_real_alertmanager_loses_and_doubles_nothing() {
+    let Some(am_bin) = e2e_binary("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (mut server, token, key) = start_with_key(dir.path(), port).await;
+    let http = reqwest::Client::new();
+    let doc = "name: stream\ntrigger: {type: prometheus}\nsteps:\n  - {id: note, uses: transform, with: {value: '{{ trigger.groupLabels.alertname }}'}}\n";
+    let resp = http
+        .post(format!("{base}/api/v1/workflows"))
+        .bearer_auth(&token)
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+
+    let receiver = format!(
+        "receivers:\n- name: 'alertflow'\n  webhook_configs:\n  - url: '{base}/hooks/stream'\n    send_resolved: false\n    http_config:\n      basic_auth: {{username: alertmanager, password: '{key}'}}\n"
+    );
+    let config = "route:\n  receiver: 'alertflow'\n  group_by: ['alertname']\n  group_wait: 200ms\n  group_interval: 1s\n  repeat_interval: 1h\n".to_string() + &receiver;
+    let am_dir = tempfile::tempdir().unwrap();
+    let (_am, am_url) =
+        crate::alertmanager_e2e::start_alertmanager(&am_bin, am_dir.path(), &config).await;
+
+    // 30 alert groups, one every 100 ms; the server is killed after the 10th and comes back
+    // on the same address a second later.
+    const GROUPS: usize = 30;
+    for i in 0..GROUPS {
+        let alert =
+            serde_json::json!([{"labels": {"alertname": format!("A{i:02}"), "job": "stream"}}]);
+        let r = http
+            .post(format!("{am_url}/api/v2/alerts"))
+            .json(&alert)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        if i == 10 {
+            server.kill().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            server = serve(dir.path(), port);
+            wait_for(|| async { api(&base, &token, "/workflows").await }).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Every group ends up with exactly one run, succeeded.
+    let runs = wait_for(|| async {
+        let list = api(
+            &base,
+            &token,
+            "/executions?workflow=stream&limit=500&summary=true",
+        )
+        .await?;
+        let list = list.as_array()?.clone();
+        (list.len() >= GROUPS && list.iter().all(|e| e["status"] == "succeeded")).then_some(list)
+    })
+    .await;
+    let mut groups = Vec::new();
+    for run in &runs {
+        let ex = api(
+            &base,
+            &token,
+            &format!("/executions/{}", run["id"].as_str().unwrap()),
+        )
+        .await
+        .unwrap();
+        groups.push(ex["steps"][0]["output"].as_str().unwrap().to_string());
+    }
+    groups.sort();
+    let expected: Vec<String> = (0..GROUPS).map(|i| format!("A{i:02}")).collect();
+    assert_eq!(groups, expected, "one run per group, none twice");
+
+    // What Alertmanager says it sent successfully, the server took; anything it took beyond
+    // that (acknowledged as the process died) was a duplicate and started nothing.
+    let metrics = http
+        .get(format!("{am_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("integration=\"webhook\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let sent = count("alertmanager_notifications_total")
+        - count("alertmanager_notifications_failed_total");
+    let events = api(&base, &token, "/events?workflow=stream&limit=500")
+        .await
+        .unwrap();
+    let taken = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status_code"] == 202)
+        .count() as f64;
+    let started = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "started")
+        .count();
+    eprintln!(
+        "Alertmanager: {} sent, {} given up; the server took {taken}",
+        count("alertmanager_notifications_total"),
+        count("alertmanager_notifications_failed_total")
+    );
+    assert_eq!(started, GROUPS);
+    assert!(
+        taken >= sent,
+        "Alertmanager counted {sent} successes, the server took {taken}"
+    );
+    // A delivery committed as the process died, whose answer Alertmanager never got, came again
+    // and was recognised as the same notification.
+    let duplicates = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "duplicate")
+        .count();
+    assert_eq!(taken as usize, started + duplicates);
+}
