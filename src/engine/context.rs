@@ -40,25 +40,13 @@ async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreE
     let Some(event) = ex.event_id.as_ref().filter(|_| shared) else {
         return Ok(Arc::new(Trigger::parse(&run.input)));
     };
-    let cached = engine
-        .triggers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(event)
-        .cloned();
-    if let Some(t) = cached {
+    if let Some(t) = cached(engine, event) {
         return Ok(t);
     }
     // One run loads a body while the others of its delivery wait for it; without this, the
     // first few dozen runs of a 10,000-alert delivery would each parse it, at once.
     let _loading = engine.trigger_loading.lock().await;
-    let cached = engine
-        .triggers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(event)
-        .cloned();
-    if let Some(t) = cached {
+    if let Some(t) = cached(engine, event) {
         return Ok(t);
     }
     let body = engine.store.execution_input(&ex.id).await?;
@@ -69,6 +57,15 @@ async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreE
     }
     cache.insert(event.clone(), parsed.clone());
     Ok(parsed)
+}
+
+fn cached(engine: &Engine, event: &str) -> Option<Arc<Trigger>> {
+    engine
+        .triggers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(event)
+        .cloned()
 }
 
 /// The context: `alert`, `execution`, `secrets`, `memory`, `approvals`, and `steps` as they

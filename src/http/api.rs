@@ -107,7 +107,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-fn not_found(what: String) -> impl FnOnce(StoreError) -> Error {
+pub(super) fn not_found(what: String) -> impl FnOnce(StoreError) -> Error {
     move |e| match e {
         StoreError::NotFound => Error::NotFound(what),
         other => other.into(),

@@ -1,13 +1,14 @@
 //! `/api/v1`: cancel, replay and approve runs; secrets; schedules. And the signed approval
 //! links, which need no sign-in (the link is the credential).
 
+use super::api::not_found;
 use super::auth::{route, Role, Route};
 use super::User;
 use crate::actions::approval;
 use crate::engine::{schedule, LinkDecision};
 use crate::error::{Error, Result};
 use crate::ingest::new_id;
-use crate::store::{ApprovalRecord, CancelOutcome, NewExecution, StoreError};
+use crate::store::{ApprovalRecord, CancelOutcome, NewExecution};
 use crate::{rfc3339, AppState};
 use alertflow_domain::workflow::{TriggerType, Workflow};
 use axum::extract::{Path, State};
@@ -36,13 +37,6 @@ pub fn routes() -> Vec<Route> {
 /// Routes outside the token check.
 pub fn public_routes() -> Router<AppState> {
     Router::new().route("/approvals/{token}", get(link_page).post(link_decide))
-}
-
-fn not_found(what: String) -> impl Fn(StoreError) -> Error {
-    move |e| match e {
-        StoreError::NotFound => Error::NotFound(what.clone()),
-        e => e.into(),
-    }
 }
 
 #[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = String, Path)), responses((status = 202, description = "{id, status: cancelled|cancelling}"), (status = 404), (status = 409, description = "already ended")))]
@@ -323,9 +317,7 @@ pub(super) struct SecretValue {
 }
 
 fn check_secret_name(name: &str) -> Result<()> {
-    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if alertflow_domain::workflow::is_identifier(name) {
         Ok(())
     } else {
         Err(Error::invalid(

@@ -311,7 +311,7 @@ pub fn key_names(wf: &Workflow) -> BTreeSet<&str> {
 
 pub mod json_schema;
 mod validate;
-pub use validate::{template_names, validate};
+pub use validate::{is_identifier, template_names, validate};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,15 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// Runs a `DELETE ... WHERE x = $1`; no row deleted is `NotFound`.
+    async fn delete_one(&self, sql: &'static str, key: &str) -> Result<()> {
+        let done = sqlx::query(sql).bind(key).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin().await?)
     }
@@ -325,14 +334,8 @@ impl Store for PgStore {
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM api_keys WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_one("DELETE FROM api_keys WHERE name = $1", name)
+            .await
     }
 
     async fn save_workflow(
@@ -681,14 +684,8 @@ impl Store for PgStore {
     }
 
     async fn delete_secret(&self, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM secrets WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_one("DELETE FROM secrets WHERE name = $1", name)
+            .await
     }
 
     async fn due_schedules(&self, now: i64) -> Result<Vec<DueSchedule>> {

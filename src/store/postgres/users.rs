@@ -134,14 +134,8 @@ impl PgStore {
     }
 
     pub(super) async fn end_session(&self, digest: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM sessions WHERE digest = $1")
-            .bind(digest)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_one("DELETE FROM sessions WHERE digest = $1", digest)
+            .await
     }
 
     pub(super) async fn insert_token(&self, t: &TokenRecord) -> Result<()> {

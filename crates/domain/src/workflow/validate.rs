@@ -392,7 +392,9 @@ fn find_cycle(wf: &Workflow) -> Option<Vec<String>> {
     None
 }
 
-fn is_identifier(s: &str) -> bool {
+/// Letters, digits and `_`, not starting with a digit: a name templates can write after a dot
+/// (`steps.ID`, `secrets.NAME`).
+pub fn is_identifier(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
