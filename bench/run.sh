@@ -225,14 +225,17 @@ idle() {
 
 AF_BASE= AF_KEY= AF_DATA=
 
-# Starts alertflow on a new, empty data dir; extra arguments go to `serve`.
+# Starts alertflow on a new, empty data dir; extra arguments go to `serve`. The ingress rate
+# limits (1,000 deliveries/s per key and per source by default) are off: the benchmark measures
+# what one node can take, from one key and one address.
 af_start() {
     local name=$1; shift
     local port
     port=$(free_port)
     AF_DATA=$WORK/alertflow-$name
     AF_BASE=http://127.0.0.1:$port
-    spawn "$AF_DATA.log" env ALERTFLOW_LOG=warn "$ALERTFLOW" serve --listen "127.0.0.1:$port" --data-dir "$AF_DATA" "$@"
+    spawn "$AF_DATA.log" env ALERTFLOW_LOG=warn "$ALERTFLOW" serve --listen "127.0.0.1:$port" --data-dir "$AF_DATA" \
+        --ingress-rate-per-key 0 --ingress-rate-per-source 0 "$@"
     wait_ready "$AF_DATA.log" --url "$AF_BASE/readyz" --status 200 --timeout 60
 }
 

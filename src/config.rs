@@ -35,6 +35,17 @@ pub struct ServeArgs {
     /// [default: anywhere but link-local 169.254.0.0/16 and fe80::/10]
     #[arg(long, env = "ALERTFLOW_ALLOWED_DESTINATIONS")]
     pub allowed_destinations: Option<String>,
+    /// Deliveries per second accepted per API key, in bursts of twice that; more are answered
+    /// 503 with Retry-After; 0 is no limit [default: 1000]
+    #[arg(long, env = "ALERTFLOW_INGRESS_RATE_PER_KEY")]
+    pub ingress_rate_per_key: Option<u32>,
+    /// Deliveries per second accepted per source address, as above [default: 1000]
+    #[arg(long, env = "ALERTFLOW_INGRESS_RATE_PER_SOURCE")]
+    pub ingress_rate_per_source: Option<u32>,
+    /// Management API requests per second per user (token or session), in bursts of twice
+    /// that; more are answered 429; 0 is no limit [default: 100]
+    #[arg(long, env = "ALERTFLOW_API_RATE_PER_USER")]
+    pub api_rate_per_user: Option<u32>,
     /// Master key for secrets at rest (64 hex digits) [default: DATA_DIR/master.key, created on first start]
     #[arg(long, env = "ALERTFLOW_MASTER_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -54,6 +65,7 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Whether `shell.exec` may be saved and run.
     pub allow_shell: bool,
+    pub rate_limits: RateLimits,
     pub destinations: crate::actions::destinations::Destinations,
     /// Serve the REST API and UI; off for an ingress-only node.
     pub api: bool,
@@ -61,6 +73,14 @@ pub struct Config {
     pub ingress: bool,
     /// The engine's clock; tests move it forward instead of sleeping.
     pub clock: crate::clock::Clock,
+}
+
+/// Requests per second, each 0 for no limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub deliveries_per_key: u32,
+    pub deliveries_per_source: u32,
+    pub api_per_user: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +134,16 @@ impl Config {
             cfg.destinations = crate::actions::destinations::Destinations::parse(&list)
                 .map_err(|e| anyhow::anyhow!(e))?;
         }
+        let limits = &mut cfg.rate_limits;
+        if let Some(v) = args.ingress_rate_per_key.or(f.ingress_rate_per_key) {
+            limits.deliveries_per_key = v;
+        }
+        if let Some(v) = args.ingress_rate_per_source.or(f.ingress_rate_per_source) {
+            limits.deliveries_per_source = v;
+        }
+        if let Some(v) = args.api_rate_per_user.or(f.api_rate_per_user) {
+            limits.api_per_user = v;
+        }
         cfg.master_key = args.master_key;
         Ok(cfg)
     }
@@ -130,6 +160,11 @@ impl Config {
             workers: 64,
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
+            rate_limits: RateLimits {
+                deliveries_per_key: 1000,
+                deliveries_per_source: 1000,
+                api_per_user: 100,
+            },
             allow_shell: false,
             destinations: Default::default(),
             api: true,

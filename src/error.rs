@@ -113,7 +113,8 @@ impl From<StoreError> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
-        if status.is_server_error() {
+        // A sender held back by a rate limit is expected, and would flood the log.
+        if status.is_server_error() && !matches!(self, Error::SlowDown(..)) {
             tracing::warn!(code, error = %self, "request failed");
         }
         let mut body = json!({"code": code, "message": self.to_string()});

@@ -131,7 +131,7 @@ pub async fn run_until(
         clock: config.clock.clone(),
         engine: engine_handle,
         stopping: stop_rx.clone(),
-        limits: Default::default(),
+        limits: Arc::new(http::limits::Limits::new(&config.rate_limits)),
     };
     let node = node_id(&config.data_dir)?;
 

@@ -110,6 +110,13 @@ async fn authorize(
         Ok(who) => who,
         Err(e) => return e.into_response(),
     };
+    if let Err(wait) = super::limits::take(&state.limits.api_per_user, &who.name) {
+        return Error::TooManyRequests(
+            format!("too many requests from {}; retry later", who.name),
+            wait,
+        )
+        .into_response();
+    }
     let role = Role::parse(&who.role).unwrap_or(Role::Viewer);
     if role < needed {
         return Error::Forbidden(format!(

@@ -39,6 +39,15 @@ pub async fn receive(
     // recorded and are answered 503 with Retry-After: it slows down, and an Alertmanager whose
     // key was just rotated retries rather than drops.
     let source = super::limits::source_key("hook", Some(peer.ip()));
+    // Checked before the body is read, so a flood costs little.
+    if let Err(wait) = super::limits::take(&state.limits.deliveries_per_source, &source) {
+        state.metrics.delivery("rate_limited");
+        return Error::SlowDown(
+            format!("too many deliveries from {}; retry later", peer.ip()),
+            wait,
+        )
+        .into_response();
+    }
     let over_limit = state.limits.hook_failures.check(&source).err();
     let limit = state.config.max_body_bytes;
     let declared_too_big = headers

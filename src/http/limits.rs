@@ -1,6 +1,7 @@
-//! Rate limits kept in memory, per node: failed webhook keys per source address (answered 503
-//! with Retry-After, which Alertmanager retries, rather than 429, which it drops), and failed
-//! sign-ins per source address and per user name (answered 429).
+//! Rate limits kept in memory, per node. On the ingress (answered 503 with Retry-After, which
+//! Alertmanager retries, rather than 429, which it drops): deliveries per API key and per source
+//! address, and refused keys per source address. On the management API (answered 429): requests
+//! per user, and failed sign-ins per source address and per user name.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,6 +40,27 @@ impl Limiter {
         Err(Duration::from_secs_f64(((1.0 - tokens) / rate).max(1.0)))
     }
 
+    /// Counts one event against `key` if it may go on now; else how long until it may.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let rate = self.burst / self.per.as_secs_f64();
+        let tokens = self.refill(&buckets, key, now, rate);
+        if tokens < 1.0 {
+            return Err(Duration::from_secs_f64(((1.0 - tokens) / rate).max(1.0)));
+        }
+        if buckets.len() > MAX_KEYS {
+            buckets.clear();
+        }
+        match buckets.get_mut(key) {
+            Some(bucket) => *bucket = (tokens - 1.0, now),
+            None => {
+                buckets.insert(key.to_string(), (tokens - 1.0, now));
+            }
+        }
+        Ok(())
+    }
+
     /// Counts one event (a failure) against `key`.
     pub fn spend(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -72,15 +94,32 @@ pub struct Limits {
     pub hook_failures: Limiter,
     /// Failed sign-ins per source address, and per user name.
     pub sign_in_failures: Limiter,
+    /// Deliveries per API key; `None` when off.
+    pub deliveries_per_key: Option<Limiter>,
+    /// Deliveries per source address; `None` when off.
+    pub deliveries_per_source: Option<Limiter>,
+    /// Management API requests per user (token or session); `None` when off.
+    pub api_per_user: Option<Limiter>,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
+impl Limits {
+    pub fn new(config: &crate::config::RateLimits) -> Limits {
+        // A rate of R per second admits bursts of 2R: Alertmanager flushes several groups at
+        // once after a restart, and the UI loads a page with a handful of requests.
+        let per_second = |rate: u32| (rate > 0).then(|| Limiter::new(2 * rate, Duration::from_secs(2)));
         Limits {
             hook_failures: Limiter::new(30, Duration::from_secs(60)),
             sign_in_failures: Limiter::new(10, Duration::from_secs(300)),
+            deliveries_per_key: per_second(config.deliveries_per_key),
+            deliveries_per_source: per_second(config.deliveries_per_source),
+            api_per_user: per_second(config.api_per_user),
         }
     }
+}
+
+/// Takes one from `limiter`, if there is one.
+pub fn take(limiter: &Option<Limiter>, key: &str) -> Result<(), Duration> {
+    limiter.as_ref().map_or(Ok(()), |l| l.take(key))
 }
 
 pub fn source_key(what: &str, ip: Option<IpAddr>) -> String {
@@ -104,5 +143,14 @@ mod tests {
         let wait = l.check("a").unwrap_err();
         assert!(wait >= Duration::from_secs(1));
         assert!(l.check("b").is_ok());
+    }
+
+    #[test]
+    fn take_admits_the_burst_then_refuses_with_a_wait() {
+        let l = Limiter::new(2, Duration::from_secs(60));
+        assert!(l.take("k").is_ok());
+        assert!(l.take("k").is_ok());
+        assert!(l.take("k").unwrap_err() >= Duration::from_secs(1));
+        assert!(l.take("other").is_ok());
     }
 }

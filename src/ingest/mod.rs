@@ -123,6 +123,13 @@ async fn decide(
         return Err(Error::WrongKey);
     }
     *key_name = Some(key.name.clone());
+    if let Err(wait) = crate::http::limits::take(&state.limits.deliveries_per_key, &key.name) {
+        state.metrics.delivery("rate_limited");
+        return Err(Error::SlowDown(
+            format!("too many deliveries with key {:?}; retry later", key.name),
+            wait,
+        ));
+    }
 
     let record =
         record.ok_or_else(|| Error::NotFound(format!("no workflow {:?}", d.workflow_id)))?;

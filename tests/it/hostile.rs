@@ -240,3 +240,98 @@ async fn guessing_keys_or_passwords_is_slowed_and_valid_senders_still_pass() {
     assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
     assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
 }
+
+/// Deliveries over the rate per key, or per source address, are answered 503 with Retry-After
+/// (Alertmanager retries a 5xx and drops a 4xx), start nothing, and say which limit; one key's
+/// flood does not hold back another key. A rate of R admits a burst of 2R, so with R = 1 the
+/// first two go through however slow the machine is; refill may admit a few more.
+#[tokio::test]
+async fn deliveries_over_the_rate_per_key_or_per_source_get_503_with_retry_after() {
+    let doc = "name: limited\ntrigger: {type: webhook}\nsteps:\n  - {id: a, uses: transform, with: {value: 1}}\n";
+    let per_key = spawn_app_with(|c| {
+        c.rate_limits.deliveries_per_key = 1;
+        c.rate_limits.deliveries_per_source = 0;
+    })
+    .await;
+    per_key.apply_ok(doc).await;
+    let busy = per_key.create_key("busy").await;
+    let quiet = per_key.create_key("quiet").await;
+    let answers = until_refused(&per_key, &busy).await;
+    let (status, reason) = answers.last().unwrap().clone();
+    assert_eq!(status, 503);
+    assert!(reason.contains("\"busy\""), "names the key: {reason}");
+    // The other key from the same address has its own allowance.
+    assert_eq!(per_key.hook("limited", &quiet, "{}").await.0, 202);
+    assert_eq!(per_key.hook("limited", &quiet, "{}").await.0, 202);
+    // Exactly the accepted deliveries are on record, each with its run.
+    let events = per_key.events("limited").await;
+    assert_eq!(events.len(), answers.len() - 1 + 2, "{events:?}");
+    assert!(events.iter().all(|e| e["outcome"] == "started"), "{events:?}");
+
+    let per_source = spawn_app_with(|c| {
+        c.rate_limits.deliveries_per_key = 0;
+        c.rate_limits.deliveries_per_source = 1;
+    })
+    .await;
+    per_source.apply_ok(doc).await;
+    let key = per_source.create_key("ops").await;
+    let answers = until_refused(&per_source, &key).await;
+    let (_, reason) = answers.last().unwrap();
+    assert!(reason.contains("127.0.0.1"), "names the address: {reason}");
+    assert_eq!(per_source.events("limited").await.len(), answers.len() - 1);
+}
+
+/// Sends deliveries one after another until one is refused (at most 50); checks that the first
+/// two went through and the refusal came with Retry-After; returns (status, reason) of each.
+async fn until_refused(app: &TestApp, key: &str) -> Vec<(u16, String)> {
+    let mut answers = Vec::new();
+    for n in 0..50 {
+        let r = app
+            .http
+            .post(format!("{}/hooks/limited", app.base))
+            .header("x-api-key", key)
+            .json(&json!({ "n": n }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").is_some();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        answers.push((status, body["message"].as_str().unwrap_or("").to_string()));
+        if status != 202 {
+            assert!(retry_after, "{answers:?}");
+            break;
+        }
+    }
+    assert!(answers.len() > 2, "the burst of two went through: {answers:?}");
+    assert!(answers[..answers.len() - 1].iter().all(|a| a.0 == 202), "{answers:?}");
+    assert_eq!(answers.last().unwrap().0, 503, "{answers:?}");
+    answers
+}
+
+/// The management API answers a user over their rate with 429 and Retry-After.
+#[tokio::test]
+async fn api_requests_over_the_rate_per_user_get_429() {
+    let app = spawn_app_with(|c| c.rate_limits.api_per_user = 1).await;
+    let mut answers = Vec::new();
+    for _ in 0..50 {
+        let (status, body) = app.api(reqwest::Method::GET, "/workflows", None).await;
+        answers.push(status);
+        if status != 200 {
+            assert_eq!(status, 429, "{body}");
+            let message = body["message"].as_str().unwrap_or("");
+            assert!(message.contains("admin"), "names the user: {message}");
+            break;
+        }
+    }
+    assert!(answers.len() > 2 && answers.ends_with(&[429]), "{answers:?}");
+    let r = app
+        .http
+        .get(format!("{}/api/v1/workflows", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+}
