@@ -106,6 +106,7 @@ impl From<StoreError> for Error {
             StoreError::Conflict => Error::Conflict("already exists".into()),
             StoreError::State(m) => Error::Conflict(m),
             StoreError::Unavailable(m) => Error::Unavailable(m),
+            StoreError::Incompatible(m) => Error::Internal(m),
         }
     }
 }

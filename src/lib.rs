@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod startup;
 pub mod store;
 
 use crate::actions::{Clients, Registry};
@@ -23,7 +24,6 @@ use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -70,12 +70,13 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&config.database_url, &metrics).await?;
-    let master = MasterKey::load(config.master_key.as_deref(), &config.data_dir)?;
-    check_master_key(store.as_ref(), &master).await?;
-    bootstrap_admin(store.as_ref(), &config.data_dir).await?;
+    let mut shutdown = Box::pin(shutdown);
+    let (listener, started) = match startup::wait_for_store(&config, &metrics, listener, &mut shutdown).await? {
+        Some(ready) => ready,
+        None => return Ok(()),
+    };
+    let startup::Started { store, master, node } = started;
 
     let bound: SocketAddr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());
@@ -86,7 +87,7 @@ pub async fn run_until(
     let mut engine_task = None;
     let mut engine_handle = None;
     if config.workers > 0 {
-        let node_id = node_id(&config.data_dir)?;
+        let node_id = node.clone();
         // Jobs this node held when it last stopped (or crashed) are ours to resume now,
         // rather than after their leases run out.
         let released = store.release_leases(&node_id).await?;
@@ -133,7 +134,6 @@ pub async fn run_until(
         stopping: stop_rx.clone(),
         limits: Arc::new(http::limits::Limits::new(&config.rate_limits)),
     };
-    let node = node_id(&config.data_dir)?;
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");
     let app = http::router(state);
@@ -175,67 +175,6 @@ pub async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn 
         return Ok(Arc::new(store::PgStore::open(url, 32).await?));
     }
     anyhow::bail!("unsupported --database-url {url:?}: use sqlite://PATH or postgres://...")
-}
-
-const KEY_CHECK: &[u8] = b"alertflow master key check";
-
-/// Nodes sharing a database must share the master key: a node with another one would write
-/// secrets and keys the others cannot read, so it refuses to start.
-async fn check_master_key(store: &dyn Store, master: &MasterKey) -> anyhow::Result<()> {
-    let stored = store.key_check(master.encrypt(KEY_CHECK)).await?;
-    match master.decrypt(&stored) {
-        Ok(plain) if plain == KEY_CHECK => Ok(()),
-        _ => anyhow::bail!(
-            "the master key differs from the one this database was written with: start every node with the same ALERTFLOW_MASTER_KEY (or the data dir's master.key that wrote it)"
-        ),
-    }
-}
-
-/// On the first start with an empty store: the `admin` user, a random password and an admin
-/// token, printed once; the token also goes to DATA_DIR/admin-token (0600) for local clients.
-async fn bootstrap_admin(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
-    if store.has_users().await? {
-        return Ok(());
-    }
-    let password = crypto::random_token("");
-    let token = crypto::random_token("aft_");
-    let created = store
-        .create_admin(
-            "admin",
-            &crypto::hash_password(&password),
-            &crypto::digest(&token),
-            now_ms(),
-        )
-        .await;
-    match created {
-        Ok(()) => {}
-        // Nodes started together on one database: another one created the admin first.
-        Err(store::StoreError::Conflict) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    let token_file = data_dir.join("admin-token");
-    crypto::write_private(&token_file, &token)?;
-    println!("alertflow: created user admin (shown once, keep them safe)");
-    println!("  password:    {password}");
-    println!("  admin token: {token}");
-    println!(
-        "  token saved: {} (mode 0600; local alertflow commands read it)",
-        token_file.display()
-    );
-    Ok(())
-}
-
-/// A stable id for this node, kept in the data dir, so a restart can reclaim its own jobs.
-fn node_id(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("node-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        if !id.trim().is_empty() {
-            return Ok(id.trim().to_string());
-        }
-    }
-    let id = ingest::new_id();
-    std::fs::write(&path, &id)?;
-    Ok(id)
 }
 
 async fn shutdown_signal() {

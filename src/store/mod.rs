@@ -19,6 +19,9 @@ pub enum StoreError {
     /// The database could not be reached or refused the write: transient, worth a retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database was written by a newer alertflow: retrying will not help.
+    #[error("{0}")]
+    Incompatible(String),
     /// The record is not in a state that allows this (a decision on a step that is not
     /// waiting, say); the message says why.
     #[error("{0}")]
@@ -30,9 +33,28 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+                match d.code().as_deref().and_then(sqlite_hint) {
+                    Some(hint) => StoreError::Unavailable(format!("{hint} ({e})")),
+                    None => StoreError::Unavailable(e.to_string()),
+                }
+            }
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// What an operator should look at, for the SQLite errors a full or read-only disk causes.
+/// `code` is SQLite's extended result code; its low byte is the primary one.
+pub fn sqlite_hint(code: &str) -> Option<&'static str> {
+    let primary = code.parse::<i32>().ok()? & 0xff;
+    Some(match primary {
+        13 => "the disk holding the database is full",
+        8 => "the database is read-only: is the data dir's file system mounted read-only?",
+        14 => "the database file cannot be opened: is the data dir writable, with space left?",
+        10 => "the disk holding the database failed a read or write (full, read-only or failing)",
+        _ => return None,
+    })
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -45,7 +67,7 @@ where
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
     migrator.run(conn).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::Unavailable(format!(
+        sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::Incompatible(format!(
             "the database schema is newer than this alertflow (it has migration {v}, which this binary does not know): run the newer alertflow, or restore a backup"
         )),
         e => StoreError::Unavailable(format!("migrations: {e}")),

@@ -12,6 +12,7 @@ mod actions_shell;
 mod alertmanager_e2e;
 mod audit;
 mod cluster;
+mod disk;
 mod common;
 mod engine;
 mod examples;

@@ -69,19 +69,44 @@ impl Writer {
     }
 }
 
+/// Logs when writes start failing (a full disk, say) and when they succeed again, once each,
+/// rather than once per write while the fault lasts.
+#[derive(Default)]
+struct Health {
+    failing: bool,
+}
+
+impl Health {
+    fn failed(&mut self, e: &StoreError) {
+        if !self.failing {
+            tracing::error!(error = %e, "writes to the store are failing: deliveries are answered 503 until this clears");
+        } else {
+            tracing::debug!(error = %e, "write failed");
+        }
+        self.failing = true;
+    }
+
+    fn succeeded(&mut self) {
+        if std::mem::take(&mut self.failing) {
+            tracing::info!("writes to the store succeed again");
+        }
+    }
+}
+
 async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: Histogram) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut health = Health::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         batch_sizes.observe(batch.len() as f64);
         let mut conn = match pool.acquire().await {
             Ok(c) => c,
             Err(e) => {
-                fail_all(&mut batch, &StoreError::from(e));
+                fail_all(&mut batch, &StoreError::from(e), &mut health);
                 continue;
             }
         };
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            fail_all(&mut batch, &StoreError::from(e));
+            fail_all(&mut batch, &StoreError::from(e), &mut health);
             continue;
         }
         // Fast path: everything in one go. A failure sends the batch down the careful path.
@@ -97,7 +122,7 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
                 Ok::<_, sqlx::Error>(())
             };
             if let Err(e) = again.await {
-                fail_all(&mut batch, &StoreError::from(e));
+                fail_all(&mut batch, &StoreError::from(e), &mut health);
                 continue;
             }
             for op in &batch {
@@ -107,6 +132,15 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
         let replies = batch.drain(..).map(|op| op.reply);
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => {
+                // An operation can fail on the disk while the (then empty) commit succeeds.
+                let fault = results.iter().find_map(|r| match r {
+                    Err(e @ StoreError::Unavailable(_)) => Some(e),
+                    _ => None,
+                });
+                match fault {
+                    Some(e) => health.failed(e),
+                    None => health.succeeded(),
+                }
                 for (reply, result) in replies.zip(results) {
                     let _ = reply.send(result);
                 }
@@ -114,9 +148,9 @@ async fn write_loop(pool: SqlitePool, mut rx: mpsc::Receiver<Op>, batch_sizes: H
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 let err = StoreError::from(e);
-                tracing::error!(error = %err, "commit failed");
+                health.failed(&err);
                 for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                    let _ = reply.send(Err(unavailable(&err)));
                 }
             }
         }
@@ -133,9 +167,17 @@ async fn run_in_savepoint(conn: &mut SqliteConnection, run: &Run) -> Result<Outp
     result
 }
 
-fn fail_all(batch: &mut Vec<Op>, e: &StoreError) {
-    tracing::error!(error = %e, "cannot start a write transaction");
+fn fail_all(batch: &mut Vec<Op>, e: &StoreError, health: &mut Health) {
+    health.failed(e);
     for op in batch.drain(..) {
-        let _ = op.reply.send(Err(StoreError::Unavailable(e.to_string())));
+        let _ = op.reply.send(Err(unavailable(e)));
+    }
+}
+
+/// The error each caller of a failed batch gets: the store is unavailable, for this reason.
+fn unavailable(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Unavailable(other.to_string()),
     }
 }

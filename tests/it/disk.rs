@@ -1,0 +1,324 @@
+//! The data dir on a small tmpfs of its own: the disk fills up under a running server, and the
+//! server starts on a full or read-only disk. Deliveries get 503 with Retry-After (Alertmanager
+//! retries), the log says why once, everything answered 202 runs, the server recovers by itself
+//! when the fault clears, and SQLite's integrity check passes at the end.
+//!
+//! Mounting needs root; without it these tests skip, unless `ALERTFLOW_E2E=require`.
+
+use crate::alertmanager_e2e::free_port;
+use crate::common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use tokio::process::{Child, Command};
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(megabytes: u32) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = StdCommand::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            other => {
+                let why = format!("cannot mount a tmpfs (needs root): {other:?}");
+                if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
+                    panic!("{why} and ALERTFLOW_E2E=require");
+                }
+                eprintln!("SKIPPED: {why}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, mode: &str) {
+        let out = StdCommand::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "remount {mode}: {out:?}");
+    }
+
+    /// Fills what is left of the file system; returns the filler to delete.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        while f.write_all(&chunk).is_ok() {}
+        // The last partial megabyte too.
+        while f.write_all(&chunk[..4096]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, port: u16, log: &Path) -> Server {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_alertflow"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data)
+            .env("ALERTFLOW_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(err.try_clone().unwrap())
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap() as i32;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+
+    /// Posts a delivery; (status, whether Retry-After came, body).
+    async fn hook(&self, key: &str, body: &Value) -> (u16, bool, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/hooks/disk", self.base))
+            .header("x-api-key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").is_some();
+        (status, retry_after, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn api(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until every execution in `ids` has succeeded.
+    async fn all_succeeded(&self, token: &str, ids: &[String]) {
+        for id in ids {
+            let path = format!("/executions/{id}");
+            let ex = wait_for(|| async {
+                let ex = self.api(token, reqwest::Method::GET, &path, None).await;
+                ["succeeded", "failed", "cancelled", "timed_out"]
+                    .contains(&ex["status"].as_str().unwrap_or(""))
+                    .then_some(ex)
+            })
+            .await;
+            assert_eq!(ex["status"], "succeeded", "{ex}");
+        }
+    }
+}
+
+const WORKFLOW: &str = "name: disk\ntrigger: {type: webhook}\nsteps:\n  - {id: a, uses: transform, with: {value: '{{ trigger.n }}'}}\n";
+
+/// Starts a server on `data`, applies the workflow and creates a key: (server, token, key).
+async fn set_up(data: &Path, log: &Path) -> (Server, String, String) {
+    let server = Server::start(data, free_port(), log);
+    let token_file = data.join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
+        .await
+        .trim()
+        .to_string();
+    wait_for(|| async {
+        reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/workflows", server.base))
+        .bearer_auth(&token)
+        .body(WORKFLOW)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let key = server
+        .api(&token, reqwest::Method::POST, "/keys", Some(json!({"name": "ops"})))
+        .await["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (server, token, key)
+}
+
+async fn integrity_check(data: &Path) -> String {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", data.join("alertflow.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (result,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    result
+}
+
+fn accepted_execution(answer: &(u16, bool, Value)) -> String {
+    answer.2["executions"][0].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_disk_filling_up_under_ingest_answers_503_and_recovers_when_space_returns() {
+    let Some(fs) = Tmpfs::mount(24) else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let data = fs.path().join("data");
+    let (server, token, key) = set_up(&data, &logs.path().join("serve.log")).await;
+
+    let mut accepted = Vec::new();
+    for n in 0..5 {
+        let answer = server.hook(&key, &json!({"n": n})).await;
+        assert_eq!(answer.0, 202, "{answer:?}");
+        accepted.push(accepted_execution(&answer));
+    }
+    server.all_succeeded(&token, &accepted).await;
+
+    // The disk fills up. The write-ahead log may still have room, so deliveries of half a
+    // megabyte each go on until one needs space there is not.
+    let filler = fs.fill();
+    let pad = "x".repeat(512 * 1024);
+    let mut refused = None;
+    for n in 5..60 {
+        let answer = server.hook(&key, &json!({"n": n, "pad": pad})).await;
+        if answer.0 == 202 {
+            accepted.push(accepted_execution(&answer));
+        } else {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let (status, retry_after, body) = refused.expect("a delivery is refused on a full disk");
+    assert_eq!((status, retry_after), (503, true), "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(message.contains("disk"), "the answer says why: {message}");
+    // Still refused while the disk is full, and said once in the log.
+    assert_eq!(server.hook(&key, &json!({"n": -1})).await.0, 503);
+    let log = server.log();
+    assert_eq!(
+        log.matches("writes to the store are failing").count(),
+        1,
+        "{log}"
+    );
+
+    // Space returns: deliveries are taken again without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let answer = wait_for(|| async {
+        let answer = server.hook(&key, &json!({"n": 100})).await;
+        (answer.0 == 202).then_some(answer)
+    })
+    .await;
+    accepted.push(accepted_execution(&answer));
+    assert!(server.log().contains("writes to the store succeed again"));
+
+    // Every delivery answered 202 ran; none that was refused did.
+    server.all_succeeded(&token, &accepted).await;
+    let events = server
+        .api(&token, reqwest::Method::GET, "/events?workflow=disk&limit=1000", None)
+        .await;
+    assert_eq!(events.as_array().unwrap().len(), accepted.len(), "{events}");
+    server.stop().await;
+    assert_eq!(integrity_check(&data).await, "ok");
+}
+
+#[tokio::test]
+async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
+    let Some(fs) = Tmpfs::mount(16) else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let data = fs.path().join("data");
+    let log = logs.path().join("serve.log");
+    let (server, token, key) = set_up(&data, &log).await;
+    server.stop().await;
+
+    for fault in ["read-only", "full"] {
+        let filler = match fault {
+            "read-only" => {
+                fs.remount("ro");
+                None
+            }
+            _ => Some(fs.fill()),
+        };
+        let server = Server::start(&data, free_port(), &log);
+        // It does not exit: it answers 503 with Retry-After and the reason.
+        let (status, retry_after, body) = wait_for(|| async {
+            let r = reqwest::Client::new()
+                .post(format!("{}/hooks/disk", server.base))
+                .header("x-api-key", &key)
+                .json(&json!({"n": 1}))
+                .send()
+                .await
+                .ok()?;
+            let status = r.status().as_u16();
+            let retry_after = r.headers().get("retry-after").is_some();
+            Some((status, retry_after, r.json::<Value>().await.ok()?))
+        })
+        .await;
+        assert_eq!((status, retry_after), (503, true), "{fault}: {body}");
+        let message = body["message"].as_str().unwrap_or("");
+        assert!(message.contains("cannot start yet"), "{fault}: {message}");
+        let readyz = reqwest::get(format!("{}/readyz", server.base)).await.unwrap();
+        assert_eq!(readyz.status().as_u16(), 503);
+        assert!(server.log().contains("cannot start"), "{}", server.log());
+
+        // The fault clears: the same process starts and takes deliveries.
+        match filler {
+            None => fs.remount("rw"),
+            Some(path) => std::fs::remove_file(path).unwrap(),
+        }
+        let answer = wait_for(|| async {
+            let answer = server.hook(&key, &json!({"n": 2})).await;
+            (answer.0 == 202).then_some(answer)
+        })
+        .await;
+        server
+            .all_succeeded(&token, &[accepted_execution(&answer)])
+            .await;
+        server.stop().await;
+    }
+    assert_eq!(integrity_check(&data).await, "ok");
+}
