@@ -72,11 +72,16 @@ pub async fn run_until(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let mut shutdown = Box::pin(shutdown);
-    let (listener, started) = match startup::wait_for_store(&config, &metrics, listener, &mut shutdown).await? {
-        Some(ready) => ready,
-        None => return Ok(()),
-    };
-    let startup::Started { store, master, node } = started;
+    let (listener, started) =
+        match startup::wait_for_store(&config, &metrics, listener, &mut shutdown).await? {
+            Some(ready) => ready,
+            None => return Ok(()),
+        };
+    let startup::Started {
+        store,
+        master,
+        node,
+    } = started;
 
     let bound: SocketAddr = listener.local_addr()?;
     let wake = Arc::new(Notify::new());

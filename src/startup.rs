@@ -92,10 +92,15 @@ async fn answer_unavailable(listener: TcpListener, reason: tokio::sync::watch::R
 fn may_pass(e: &anyhow::Error) -> bool {
     use std::io::ErrorKind::*;
     e.chain().any(|cause| {
-        matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_)))
-            || cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(io.kind(), StorageFull | ReadOnlyFilesystem | PermissionDenied)
-            })
+        matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Unavailable(_))
+        ) || cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                StorageFull | ReadOnlyFilesystem | PermissionDenied
+            )
+        })
     })
 }
 
@@ -106,7 +111,11 @@ async fn start(config: &Config, metrics: &Metrics) -> anyhow::Result<Started> {
     check_master_key(store.as_ref(), &master).await?;
     bootstrap_admin(store.as_ref(), &config.data_dir).await?;
     let node = node_id(&config.data_dir)?;
-    Ok(Started { store, master, node })
+    Ok(Started {
+        store,
+        master,
+        node,
+    })
 }
 
 const KEY_CHECK: &[u8] = b"alertflow master key check";

@@ -139,10 +139,12 @@ async fn send_once(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("json"));
+    // A body error carries no URL of its own; the message names the host all the same.
+    let url = resp.url().clone();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| transport_error(service, timeout, e))?;
+        .map_err(|e| transport_error(service, timeout, e.with_url(url)))?;
     let text = || Value::String(String::from_utf8_lossy(&bytes).into_owned());
     let body = if bytes.is_empty() {
         Value::Null

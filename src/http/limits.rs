@@ -106,7 +106,8 @@ impl Limits {
     pub fn new(config: &crate::config::RateLimits) -> Limits {
         // A rate of R per second admits bursts of 2R: Alertmanager flushes several groups at
         // once after a restart, and the UI loads a page with a handful of requests.
-        let per_second = |rate: u32| (rate > 0).then(|| Limiter::new(2 * rate, Duration::from_secs(2)));
+        let per_second =
+            |rate: u32| (rate > 0).then(|| Limiter::new(2 * rate, Duration::from_secs(2)));
         Limits {
             hook_failures: Limiter::new(30, Duration::from_secs(60)),
             sign_in_failures: Limiter::new(10, Duration::from_secs(300)),

@@ -33,7 +33,9 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-            sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            sqlx::Error::Database(d)
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
                 match d.code().as_deref().and_then(sqlite_hint) {
                     Some(hint) => StoreError::Unavailable(format!("{hint} ({e})")),
                     None => StoreError::Unavailable(e.to_string()),

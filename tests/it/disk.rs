@@ -65,7 +65,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = StdCommand::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = StdCommand::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -83,7 +86,12 @@ impl Server {
             .open(log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_alertflow"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(data)
             .env("ALERTFLOW_LOG", "info")
             .env("NO_COLOR", "1")
@@ -127,7 +135,13 @@ impl Server {
         (status, retry_after, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn api(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn api(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut req = reqwest::Client::new()
             .request(method, format!("{}/api/v1{path}", self.base))
             .bearer_auth(token);
@@ -181,7 +195,12 @@ async fn set_up(data: &Path, log: &Path) -> (Server, String, String) {
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     let key = server
-        .api(&token, reqwest::Method::POST, "/keys", Some(json!({"name": "ops"})))
+        .api(
+            &token,
+            reqwest::Method::POST,
+            "/keys",
+            Some(json!({"name": "ops"})),
+        )
         .await["value"]
         .as_str()
         .unwrap()
@@ -259,7 +278,12 @@ async fn a_disk_filling_up_under_ingest_answers_503_and_recovers_when_space_retu
     // Every delivery answered 202 ran; none that was refused did.
     server.all_succeeded(&token, &accepted).await;
     let events = server
-        .api(&token, reqwest::Method::GET, "/events?workflow=disk&limit=1000", None)
+        .api(
+            &token,
+            reqwest::Method::GET,
+            "/events?workflow=disk&limit=1000",
+            None,
+        )
         .await;
     assert_eq!(events.as_array().unwrap().len(), accepted.len(), "{events}");
     server.stop().await;
@@ -301,7 +325,9 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
         assert_eq!((status, retry_after), (503, true), "{fault}: {body}");
         let message = body["message"].as_str().unwrap_or("");
         assert!(message.contains("cannot start yet"), "{fault}: {message}");
-        let readyz = reqwest::get(format!("{}/readyz", server.base)).await.unwrap();
+        let readyz = reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .unwrap();
         assert_eq!(readyz.status().as_u16(), 503);
         assert!(server.log().contains("cannot start"), "{}", server.log());
 

@@ -266,7 +266,10 @@ async fn deliveries_over_the_rate_per_key_or_per_source_get_503_with_retry_after
     // Exactly the accepted deliveries are on record, each with its run.
     let events = per_key.events("limited").await;
     assert_eq!(events.len(), answers.len() - 1 + 2, "{events:?}");
-    assert!(events.iter().all(|e| e["outcome"] == "started"), "{events:?}");
+    assert!(
+        events.iter().all(|e| e["outcome"] == "started"),
+        "{events:?}"
+    );
 
     let per_source = spawn_app_with(|c| {
         c.rate_limits.deliveries_per_key = 0;
@@ -303,8 +306,14 @@ async fn until_refused(app: &TestApp, key: &str) -> Vec<(u16, String)> {
             break;
         }
     }
-    assert!(answers.len() > 2, "the burst of two went through: {answers:?}");
-    assert!(answers[..answers.len() - 1].iter().all(|a| a.0 == 202), "{answers:?}");
+    assert!(
+        answers.len() > 2,
+        "the burst of two went through: {answers:?}"
+    );
+    assert!(
+        answers[..answers.len() - 1].iter().all(|a| a.0 == 202),
+        "{answers:?}"
+    );
     assert_eq!(answers.last().unwrap().0, 503, "{answers:?}");
     answers
 }
@@ -324,7 +333,10 @@ async fn api_requests_over_the_rate_per_user_get_429() {
             break;
         }
     }
-    assert!(answers.len() > 2 && answers.ends_with(&[429]), "{answers:?}");
+    assert!(
+        answers.len() > 2 && answers.ends_with(&[429]),
+        "{answers:?}"
+    );
     let r = app
         .http
         .get(format!("{}/api/v1/workflows", app.base))
