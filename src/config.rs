@@ -71,6 +71,8 @@ pub struct Config {
     pub api: bool,
     /// Serve `POST /hooks/...`.
     pub ingress: bool,
+    /// The alertflow binary, which also runs the jq workers; tests point it at the built one.
+    pub jq_worker_exe: PathBuf,
     /// The engine's clock; tests move it forward instead of sleeping.
     pub clock: crate::clock::Clock,
 }
@@ -160,6 +162,7 @@ impl Config {
             workers: 64,
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
+            jq_worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("alertflow")),
             rate_limits: RateLimits {
                 deliveries_per_key: 1000,
                 deliveries_per_source: 1000,

@@ -110,7 +110,13 @@ pub async fn run_until(
         let engine = Arc::new(Engine {
             store: store.clone(),
             registry: registry.clone(),
-            clients: Clients { http, destinations },
+            clients: Clients {
+                http,
+                destinations,
+                jq: Arc::new(actions::jq_sandbox::Sandbox::new(
+                    config.jq_worker_exe.clone(),
+                )),
+            },
             metrics: metrics.clone(),
             node_id,
             lease: config.job_lease,

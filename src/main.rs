@@ -1,9 +1,23 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // A jq worker process (see actions/jq_sandbox.rs) needs no runtime and no command line.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == alertflow::actions::jq_sandbox::WORKER_ARG)
+    {
+        if let Err(e) = alertflow::actions::jq_sandbox::worker_main() {
+            eprintln!("jq worker: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let cli = alertflow::cli::Cli::parse();
-    if let Err(e) = alertflow::cli::main(cli).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    if let Err(e) = runtime.block_on(alertflow::cli::main(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -9,6 +9,8 @@ mod http_request;
 pub mod http_util;
 mod input;
 mod jira_issue;
+pub mod jq;
+pub mod jq_sandbox;
 mod msteams_message;
 mod opsgenie_alert;
 mod pagerduty_event;
@@ -64,6 +66,8 @@ impl ActionError {
 pub struct Clients {
     pub http: reqwest::Client,
     pub destinations: Arc<destinations::Destinations>,
+    /// Where jq programs run.
+    pub jq: Arc<jq_sandbox::Sandbox>,
 }
 
 /// What a running step can see besides its own input.

@@ -2,127 +2,9 @@
 //! (through jaq) applied to `input`, which defaults to the trigger body.
 
 use super::*;
-use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Native, RcIter};
-use jaq_json::Val;
+use crate::actions::jq::compile;
 
 pub struct Transform;
-
-type Filter = jaq_core::Filter<Native<Val>>;
-
-/// jq functions a workflow must not have: reading the server's environment (where the master
-/// key may be), stopping the server, or writing to its log around the redaction of secrets.
-const DENIED: &[&str] = &[
-    "env",
-    "halt",
-    "halt_error",
-    "debug",
-    "stderr",
-    "input",
-    "inputs",
-];
-
-/// The first denied function the program calls, if any. Object keys (`.env`) and strings are
-/// not calls; `$__loc__`-style variables are not functions.
-fn denied_call(program: &str) -> Option<&'static str> {
-    let bytes = program.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                    i += 1;
-                }
-                let after_dot_or_dollar = start > 0 && matches!(bytes[start - 1], b'.' | b'$');
-                let is_key = program[i..].trim_start().starts_with(':');
-                if !after_dot_or_dollar && !is_key {
-                    if let Some(d) = DENIED.iter().find(|d| **d == &program[start..i]) {
-                        return Some(d);
-                    }
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-fn compile(program: &str) -> Result<Filter, String> {
-    if let Some(name) = denied_call(program) {
-        return Err(format!(
-            "jq function `{name}` is not available in alertflow"
-        ));
-    }
-    let loader = Loader::new(jaq_std::defs().chain(jaq_json::defs()));
-    let arena = Arena::default();
-    let modules = loader
-        .load(
-            &arena,
-            File {
-                code: program,
-                path: (),
-            },
-        )
-        .map_err(|errs| format!("jq program does not parse ({} error(s))", errs.len()))?;
-    Compiler::default()
-        .with_funs(jaq_std::funs().chain(jaq_json::funs()))
-        .compile(modules)
-        .map_err(|errs| {
-            let names: Vec<String> = errs
-                .into_iter()
-                .flat_map(|(_, es)| es.into_iter().map(|(name, _)| name.to_string()))
-                .collect();
-            format!(
-                "jq program does not compile: undefined {}",
-                names.join(", ")
-            )
-        })
-}
-
-thread_local! {
-    /// Compiled programs, per thread (jaq's values are not `Send`). Compiling a program costs
-    /// far more than running it on one alert, and a workflow runs the same program each time.
-    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Filter>>> =
-        Default::default();
-}
-
-fn compiled(program: &str) -> Result<std::rc::Rc<Filter>, String> {
-    COMPILED.with(|cache| {
-        if let Some(f) = cache.borrow().get(program) {
-            return Ok(f.clone());
-        }
-        let f = std::rc::Rc::new(compile(program)?);
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= 256 {
-            cache.clear();
-        }
-        cache.insert(program.to_string(), f.clone());
-        Ok(f)
-    })
-}
-
-/// One output stays a value; several become a list; none is null.
-fn run_jq(program: &str, input: Value) -> Result<Value, String> {
-    let filter = compiled(program)?;
-    let inputs = RcIter::new(core::iter::empty());
-    let mut out = Vec::new();
-    for v in filter.run((Ctx::new([], &inputs), Val::from(input))) {
-        out.push(Value::from(v.map_err(|e| format!("jq: {e}"))?));
-    }
-    Ok(match out.len() {
-        0 => Value::Null,
-        1 => out.pop().unwrap_or_default(),
-        _ => Value::Array(out),
-    })
-}
 
 #[async_trait]
 impl Action for Transform {
@@ -172,44 +54,15 @@ impl Action for Transform {
                 Some(v) => v.clone(),
                 None => ctx.trigger.clone(),
             };
-            // On a blocking thread: a program that loops forever then ends the step at its
-            // timeout instead of stalling one of the runtime's few worker threads.
-            let program = program.to_string();
-            return tokio::task::spawn_blocking(move || run_jq(&program, data))
+            // In the sandbox's process: a program that loops forever is killed at the step's
+            // timeout, and one that overflows its stack takes down only its worker.
+            return ctx
+                .clients
+                .jq
+                .run(program, &data)
                 .await
-                .map_err(|e| ActionError::permanent(format!("jq: {e}")))?
                 .map_err(ActionError::permanent);
         }
         Ok(input.get("value").cloned().unwrap_or(Value::Null))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn jq_programs() {
-        let input = json!({"alerts": [{"labels": {"a": "x"}}, {"labels": {"a": "y"}}]});
-        assert_eq!(
-            run_jq("[.alerts[].labels.a]", input.clone()).unwrap(),
-            json!(["x", "y"])
-        );
-        assert_eq!(
-            run_jq(".alerts[].labels.a", input.clone()).unwrap(),
-            json!(["x", "y"])
-        );
-        assert_eq!(run_jq(".alerts | length", input).unwrap(), json!(2));
-        assert!(compile(".[").is_err());
-        assert!(compile("nosuchfn(1)").err().unwrap().contains("nosuchfn"));
-        // Nothing that reads the server's environment or stops the process.
-        for unsafe_fn in ["env", "halt", "halt_error(1)", "debug", "stderr", "input"] {
-            assert!(compile(unsafe_fn).is_err(), "{unsafe_fn} compiles");
-        }
-        assert!(
-            compile(r#"{env: .env, s: "halt \" env"}"#).is_ok(),
-            "keys and strings are not calls"
-        );
     }
 }

@@ -33,6 +33,8 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Confi
     config.workers = 4;
     // Tests poll executions from many tasks at once, faster than any user would.
     config.rate_limits.api_per_user = 0;
+    // The test binary is not alertflow; jq workers are the built binary.
+    config.jq_worker_exe = env!("CARGO_BIN_EXE_alertflow").into();
     adjust(&mut config);
     let clock = config.clock.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

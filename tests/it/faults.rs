@@ -67,7 +67,7 @@ async fn faulty(fault: &'static str) -> String {
                 match fault {
                     // Closing with a zero linger sends RST instead of FIN.
                     "reset" => {
-                        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+                        let _ = sock.set_zero_linger();
                         drop(sock);
                     }
                     // Headers at once, then one byte of body a second.

@@ -3,6 +3,7 @@
 //! unaffected.
 
 use crate::common::*;
+use crate::standin::{run_workflow, step};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -346,4 +347,53 @@ async fn api_requests_over_the_rate_per_user_get_429() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().get("retry-after").is_some());
+}
+
+/// jq programs run in worker processes: one that recurses until its stack overflows, one that
+/// never ends, and one that eats memory each fail their own step, with a cause; the server
+/// stays up, later jq steps run, and templates are bounded by fuel the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_jq_programs_and_templates_fail_their_step_and_nothing_else() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "deep",
+            "def f: 1 + f; f",
+            "5s",
+            "recursed too deep or used too much memory",
+        ),
+        ("endless", "last(range(infinite))", "1s", "timed out"),
+        (
+            "greedy",
+            "[range(1e10)] | length",
+            "30s",
+            "recursed too deep or used too much memory",
+        ),
+    ];
+    for (name, program, timeout, _) in &cases {
+        app.apply_ok(&format!(
+            "name: jq-{name}\ntrigger: {{type: manual}}\nsteps:\n  - {{id: x, uses: transform, timeout: {timeout}, with: {{jq: '{program}', input: 1}}}}\n"
+        ))
+        .await;
+    }
+    app.apply_ok("name: template-loop\ntrigger: {type: manual}\nsteps:\n  - {id: x, uses: transform, with: {value: '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}'}}\n").await;
+    app.apply_ok("name: jq-fine\ntrigger: {type: manual}\nsteps:\n  - {id: x, uses: transform, with: {jq: '[.[] * 2]', input: [1, 2]}}\n").await;
+    for (name, _, _, cause) in &cases {
+        let ex = run_workflow(&app, &format!("jq-{name}"), json!({})).await;
+        assert_eq!(ex["status"], "failed", "{name}: {ex:#}");
+        let error = step(&ex, "x")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(cause), "{name}: {error}");
+    }
+    let ex = run_workflow(&app, "template-loop", json!({})).await;
+    let error = step(&ex, "x")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("ran too long"), "{error}");
+    let ex = run_workflow(&app, "jq-fine", json!({})).await;
+    assert_eq!(ex["status"], "succeeded", "{ex:#}");
+    assert_eq!(step(&ex, "x")["output"], json!([2, 4]));
 }

@@ -159,6 +159,9 @@ pub async fn run_action_in(name: &str, input: Value, scope: Value) -> Result<Val
     let clients = Clients {
         http: reqwest::Client::new(),
         destinations: Default::default(),
+        jq: std::sync::Arc::new(alertflow::actions::jq_sandbox::Sandbox::new(
+            env!("CARGO_BIN_EXE_alertflow").into(),
+        )),
     };
     let ctx = ActionContext {
         clients: &clients,

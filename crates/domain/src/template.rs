@@ -233,6 +233,20 @@ fn first_missing_prefix(ctx: &JinjaValue, dotted: &str) -> String {
 /// so that validation can reject unknown names at save time.
 pub fn referenced_names(src: &str, as_condition: bool) -> Result<BTreeSet<String>, String> {
     let env = environment();
+    let names = names_read(&env, src, as_condition)?;
+    // Functions such as `range` and `dict` are the environment's own, not data.
+    let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
+    Ok(names
+        .into_iter()
+        .filter(|n| !globals.contains(n.split('.').next().unwrap_or_default()))
+        .collect())
+}
+
+fn names_read(
+    env: &Environment<'_>,
+    src: &str,
+    as_condition: bool,
+) -> Result<BTreeSet<String>, String> {
     let fmt = |e: minijinja::Error| {
         let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
         format!("{}{detail}", e.kind())
@@ -303,6 +317,8 @@ mod tests {
         let names = referenced_names("{{ steps.a.output.x }} {{ alert.labels.y }}", false).unwrap();
         assert!(names.iter().any(|n| n.starts_with("steps.a")), "{names:?}");
         assert!(referenced_names("{{ oops(", false).is_err());
+        let names = referenced_names("{% for i in range(3) %}{{ dict(a=i) }}{% endfor %}", false);
+        assert!(names.unwrap().is_empty(), "globals are not names to check");
     }
 
     #[test]
