@@ -260,6 +260,18 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
         .await
         .unwrap();
     assert_eq!(all.as_array().unwrap().len(), N, "no run was started twice");
+    figures(
+        "three_nodes_share_the_work_and_survive_a_killed_one",
+        json!({
+            "nodes": 3,
+            "kills": 1,
+            "notifications": N,
+            "deliveries": 2 * N,
+            "runs": all.as_array().unwrap().len(),
+            "steps_run_again": retried,
+            "sink_requests": seen.len(),
+        }),
+    );
 }
 
 #[tokio::test]

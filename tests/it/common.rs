@@ -296,3 +296,23 @@ pub async fn postgres_database() -> Option<String> {
     url.set_path(&name);
     Some(url.to_string())
 }
+
+/// Records what a reliability test ended with (deliveries sent, accepted, run; faults
+/// injected; inputs tried) as one JSON line in the file `ALERTFLOW_FIGURES` names, for
+/// `docs/reliability.sh`, which writes docs/reliability.md from them. Does nothing otherwise.
+pub fn figures(test: &str, figures: Value) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("ALERTFLOW_FIGURES") else {
+        return;
+    };
+    let mut line =
+        serde_json::to_vec(&serde_json::json!({"test": test, "figures": figures})).unwrap();
+    line.push(b'\n');
+    // One append of one line: lines from tests running at once do not interleave.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(&line))
+        .expect("ALERTFLOW_FIGURES is writable");
+}

@@ -252,6 +252,7 @@ async fn a_disk_filling_up_under_ingest_answers_503_and_recovers_when_space_retu
             break;
         }
     }
+    let accepted_while_filling = accepted.len() - 5;
     let (status, retry_after, body) = refused.expect("a delivery is refused on a full disk");
     assert_eq!((status, retry_after), (503, true), "{body}");
     let message = body["message"].as_str().unwrap_or("");
@@ -287,7 +288,20 @@ async fn a_disk_filling_up_under_ingest_answers_503_and_recovers_when_space_retu
         .await;
     assert_eq!(events.as_array().unwrap().len(), accepted.len(), "{events}");
     server.stop().await;
-    assert_eq!(integrity_check(&data).await, "ok");
+    let integrity = integrity_check(&data).await;
+    assert_eq!(integrity, "ok");
+    figures(
+        "a_disk_filling_up_under_ingest_answers_503_and_recovers_when_space_returns",
+        json!({
+            "tmpfs_mb": 24,
+            "accepted_before_the_disk_filled": 5,
+            "accepted_while_it_filled": accepted_while_filling,
+            "refusal": format!("{status} {message}"),
+            "accepted_in_all": accepted.len(),
+            "runs_succeeded": accepted.len(),
+            "integrity_check": integrity,
+        }),
+    );
 }
 
 #[tokio::test]
@@ -299,6 +313,7 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
     let (server, token, key) = set_up(&data, &log).await;
     server.stop().await;
 
+    let mut refusals = serde_json::Map::new();
     for fault in ["read-only", "full"] {
         let filler = match fault {
             "read-only" => {
@@ -325,6 +340,7 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
         assert_eq!((status, retry_after), (503, true), "{fault}: {body}");
         let message = body["message"].as_str().unwrap_or("");
         assert!(message.contains("cannot start yet"), "{fault}: {message}");
+        refusals.insert(fault.to_string(), json!(format!("{status} {message}")));
         let readyz = reqwest::get(format!("{}/readyz", server.base))
             .await
             .unwrap();
@@ -346,5 +362,10 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
             .await;
         server.stop().await;
     }
-    assert_eq!(integrity_check(&data).await, "ok");
+    let integrity = integrity_check(&data).await;
+    assert_eq!(integrity, "ok");
+    figures(
+        "a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears",
+        json!({"answers_while_it_could_not_start": refusals, "after_the_fault_cleared": "202, run succeeded", "integrity_check": integrity}),
+    );
 }

@@ -149,7 +149,10 @@ async fn every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_
         }
         assert_eq!(call["attempts"], *attempts, "{action} {fault}: {error}");
     }
-    eprintln!("{}", report.join("\n"));
+    figures(
+        "every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_blocked",
+        json!({"actions": ACTIONS.len(), "faults": faults.len(), "runs": runs.len(), "workers": 2, "results": report}),
+    );
     // Nothing is left running or queued.
     let executions = app.get("/executions?limit=1000").await;
     let unfinished: Vec<&Value> = executions

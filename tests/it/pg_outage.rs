@@ -199,4 +199,15 @@ async fn a_postgres_restart_answers_503_and_loses_nothing() {
         let id = body["executions"][0].as_str().unwrap();
         assert_eq!(app.finished(id).await["status"], "succeeded");
     }
+    let accepted = answers.iter().filter(|a| a.0 == 202).count();
+    figures(
+        "a_postgres_restart_answers_503_and_loses_nothing",
+        json!({
+            "restarts": 1,
+            "deliveries_sent": answers.len(),
+            "accepted_202": accepted,
+            "refused_503": answers.len() - accepted,
+            "runs_succeeded": accepted,
+        }),
+    );
 }

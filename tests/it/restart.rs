@@ -157,6 +157,15 @@ async fn a_killed_server_resumes_the_run_after_restart() {
         ex["input"],
         serde_json::from_slice::<Value>(&fixture("prometheus-rule-firing.json")).unwrap()
     );
+    figures(
+        "a_killed_server_resumes_the_run_after_restart",
+        serde_json::json!({
+            "kills": 1,
+            "step_attempts": attempts,
+            "finished_step_requests": first_hits.requests.lock().unwrap().len(),
+            "status": ex["status"],
+        }),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,8 +208,9 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     let pid = server.id().unwrap() as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let after = http.post(&hook).json(&serde_json::json!({})).send().await;
+    let after = after.map(|r| r.status().as_u16()).ok();
     assert!(
-        after.map(|r| r.status().as_u16()).unwrap_or(503) != 202,
+        after.unwrap_or(503) != 202,
         "a delivery was taken after SIGTERM"
     );
     // It exits by itself (bounded by its grace period); a hang fails the test here.
@@ -221,6 +231,14 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     })
     .await;
     assert_eq!(ex["steps"][0]["attempts"], 2, "{ex}");
+    figures(
+        "sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs",
+        serde_json::json!({
+            "delivery_after_sigterm": after.map_or("connection refused".to_string(), |s| s.to_string()),
+            "exit_status": status.code(),
+            "resumed_step_attempt": ex["steps"][0]["attempts"],
+        }),
+    );
 }
 
 /// SIGKILL while a real Alertmanager streams notifications at the server, then a restart on
@@ -357,4 +375,16 @@ async fn sigkill_under_a_real_alertmanager_loses_and_doubles_nothing() {
         .filter(|e| e["outcome"] == "duplicate")
         .count();
     assert_eq!(taken as usize, started + duplicates);
+    figures(
+        "sigkill_under_a_real_alertmanager",
+        serde_json::json!({
+            "groups": GROUPS,
+            "kills": 1,
+            "alertmanager_sent": count("alertmanager_notifications_total"),
+            "alertmanager_given_up": count("alertmanager_notifications_failed_total"),
+            "deliveries_taken": taken,
+            "runs": started,
+            "duplicates_recognised": duplicates,
+        }),
+    );
 }
