@@ -380,9 +380,9 @@ async fn sigkill_under_a_real_alertmanager_loses_and_doubles_nothing() {
         serde_json::json!({
             "groups": GROUPS,
             "kills": 1,
-            "alertmanager_sent": count("alertmanager_notifications_total"),
-            "alertmanager_given_up": count("alertmanager_notifications_failed_total"),
-            "deliveries_taken": taken,
+            "alertmanager_sent": count("alertmanager_notifications_total") as u64,
+            "alertmanager_given_up": count("alertmanager_notifications_failed_total") as u64,
+            "deliveries_taken": taken as u64,
             "runs": started,
             "duplicates_recognised": duplicates,
         }),
