@@ -6,7 +6,7 @@
 #
 # Needs what .ci/run installs: prometheus-alertmanager, a PostgreSQL to make databases on
 # (ALERTFLOW_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres), and root for
-# the tmpfs of the disk tests. Every test must run: a missing part fails instead of skipping.
+# the tmpfs and the loop-mounted ext4 of the disk tests. Every test must run: a missing part fails instead of skipping.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -30,6 +30,8 @@ TESTS=(
   "The data dir is on a 24 MB tmpfs; a file fills it while deliveries of half a megabyte arrive. Once SQLite cannot write, deliveries must get 503 with Retry-After and a reason naming the disk, the log must say so once, and when the file is deleted the same process takes deliveries again. Every delivery answered 202 runs; SQLite's integrity check passes."
   a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears
   "The server is started on an existing store whose tmpfs is remounted read-only, then again on one that is full. It must not exit: every request gets 503 with the reason, \`/readyz\` fails, the log says why; when the fault clears the same process starts, takes a delivery and runs it. SQLite's integrity check passes."
+  a_data_dir_turning_read_only_under_ingest_answers_503_and_loses_nothing
+  "The data dir is on a loop-mounted ext4 with \`errors=remount-ro\`; the kernel is told to find an error in it (\`trigger_fs_error\`), so it turns read-only under the server's open files, as a failing disk does. Deliveries must get 503 with Retry-After, the API still reads, the log says so once, and SIGTERM still exits cleanly. After the operator's repair (unmount, e2fsck, mount) and a restart, everything accepted before is there and new deliveries are taken; SQLite's integrity check passes."
   every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_blocked
   "\`http.request\` and the seven HTTP integrations, each against a refused port, a connection reset (RST), a server that never answers, a body that drips one byte a second, a 503, and TLS spoken to a plain server; step timeout 1 s, 2 attempts. Only two workers run all 48 runs, so a worker blocked past its timeout would leave runs unfinished. Each run must fail with an error naming the fault and the host, transient faults tried twice, TLS once, and nothing left running."
   a_429_with_retry_after_is_waited_out_by_every_integration

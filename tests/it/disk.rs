@@ -1,5 +1,6 @@
 //! The data dir on a small tmpfs of its own: the disk fills up under a running server, and the
-//! server starts on a full or read-only disk. Deliveries get 503 with Retry-After (Alertmanager
+//! server starts on a full or read-only disk. On a loop-mounted ext4: the file system turns
+//! read-only under the running server, as it does when the kernel finds an error. Deliveries get 503 with Retry-After (Alertmanager
 //! retries), the log says why once, everything answered 202 runs, the server recovers by itself
 //! when the fault clears, and SQLite's integrity check passes at the end.
 //!
@@ -72,6 +73,97 @@ impl Drop for Tmpfs {
     }
 }
 
+/// An ext4 file system in an image file, loop-mounted with `errors=remount-ro` on a temporary
+/// directory: the kernel can be told to find an error in it, which turns it read-only under
+/// open files, as a failing disk does. Unmounted on drop.
+struct Ext4 {
+    dir: tempfile::TempDir,
+    _image: tempfile::TempDir,
+}
+
+impl Ext4 {
+    fn mount() -> Option<Ext4> {
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("fs.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ok = |cmd: &mut StdCommand| cmd.output().is_ok_and(|o| o.status.success());
+        let mounted = ok(StdCommand::new("mkfs.ext4").arg("-q").arg(&image))
+            && ok(StdCommand::new("mount")
+                .args(["-o", "loop,errors=remount-ro"])
+                .arg(&image)
+                .arg(dir.path()));
+        let fs = Ext4 {
+            dir,
+            _image: image_dir,
+        };
+        if mounted && fs.error_trigger().is_some() {
+            return Some(fs);
+        }
+        let why = "cannot loop-mount an ext4 image with an error trigger (needs root, mkfs.ext4 and /sys/fs/ext4/*/trigger_fs_error)";
+        if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
+            panic!("{why} and ALERTFLOW_E2E=require");
+        }
+        eprintln!("SKIPPED: {why}");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// /sys/fs/ext4/loopN/trigger_fs_error for the device mounted here.
+    fn error_trigger(&self) -> Option<PathBuf> {
+        let out = StdCommand::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(self.path())
+            .output()
+            .ok()?;
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let device = Path::new(&source).file_name()?.to_str()?.to_string();
+        let trigger = PathBuf::from(format!("/sys/fs/ext4/{device}/trigger_fs_error"));
+        trigger.exists().then_some(trigger)
+    }
+
+    /// The kernel finds an error: the file system turns read-only at once.
+    fn fail(&self) {
+        std::fs::write(self.error_trigger().unwrap(), "alertflow test").unwrap();
+    }
+
+    /// What an operator does after the error: unmount, check, mount again.
+    fn repair(&self) {
+        let image = self._image.path().join("fs.img");
+        assert!(StdCommand::new("umount")
+            .arg(self.path())
+            .status()
+            .unwrap()
+            .success());
+        let _ = StdCommand::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&image)
+            .output();
+        assert!(StdCommand::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&image)
+            .arg(self.path())
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -121,15 +213,18 @@ impl Server {
         assert!(status.success(), "{status:?}");
     }
 
-    /// Posts a delivery; (status, whether Retry-After came, body).
+    /// Posts a delivery; (status, whether Retry-After came, body); status 0 when the server
+    /// is not listening (yet).
     async fn hook(&self, key: &str, body: &Value) -> (u16, bool, Value) {
-        let r = reqwest::Client::new()
+        let sent = reqwest::Client::new()
             .post(format!("{}/hooks/disk", self.base))
             .header("x-api-key", key)
             .json(body)
             .send()
-            .await
-            .unwrap();
+            .await;
+        let Ok(r) = sent else {
+            return (0, false, Value::Null);
+        };
         let status = r.status().as_u16();
         let retry_after = r.headers().get("retry-after").is_some();
         (status, retry_after, r.json().await.unwrap_or(Value::Null))
@@ -367,5 +462,81 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
     figures(
         "a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears",
         json!({"answers_while_it_could_not_start": refusals, "after_the_fault_cleared": "202, run succeeded", "integrity_check": integrity}),
+    );
+}
+
+#[tokio::test]
+async fn a_data_dir_turning_read_only_under_ingest_answers_503_and_loses_nothing() {
+    let Some(fs) = Ext4::mount() else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let data = fs.path().join("data");
+    let log = logs.path().join("serve.log");
+    let (server, token, key) = set_up(&data, &log).await;
+    let mut accepted = Vec::new();
+    for n in 0..10 {
+        let answer = server.hook(&key, &json!({"n": n})).await;
+        assert_eq!(answer.0, 202, "{answer:?}");
+        accepted.push(accepted_execution(&answer));
+    }
+    server.all_succeeded(&token, &accepted).await;
+
+    // The file system turns read-only under the server's open files.
+    fs.fail();
+    let mut refusals = Vec::new();
+    for n in 10..20 {
+        let (status, retry_after, body) = server.hook(&key, &json!({"n": n})).await;
+        assert_eq!((status, retry_after), (503, true), "{body}");
+        refusals.push(body["message"].as_str().unwrap_or("").to_string());
+    }
+    // The API still answers from what is there.
+    let ex = server
+        .api(
+            &token,
+            reqwest::Method::GET,
+            &format!("/executions/{}", accepted[0]),
+            None,
+        )
+        .await;
+    assert_eq!(ex["status"], "succeeded");
+    let logged = server.log();
+    assert_eq!(
+        logged.matches("writes to the store are failing").count(),
+        1,
+        "{logged}"
+    );
+    server.stop().await;
+
+    // Repaired and restarted: everything accepted before is there, and deliveries are taken.
+    fs.repair();
+    let server = Server::start(&data, free_port(), &log);
+    let answer = wait_for(|| async {
+        let answer = server.hook(&key, &json!({"n": 20})).await;
+        (answer.0 == 202).then_some(answer)
+    })
+    .await;
+    accepted.push(accepted_execution(&answer));
+    server.all_succeeded(&token, &accepted).await;
+    let events = server
+        .api(
+            &token,
+            reqwest::Method::GET,
+            "/events?workflow=disk&limit=1000",
+            None,
+        )
+        .await;
+    assert_eq!(events.as_array().unwrap().len(), accepted.len(), "{events}");
+    server.stop().await;
+    let integrity = integrity_check(&data).await;
+    assert_eq!(integrity, "ok");
+    figures(
+        "a_data_dir_turning_read_only_under_ingest_answers_503_and_loses_nothing",
+        json!({
+            "accepted_before": 10,
+            "refused_while_read_only": refusals.len(),
+            "refusal": format!("503 {}", refusals[0]),
+            "accepted_after_repair_and_restart": 1,
+            "runs_succeeded": accepted.len(),
+            "integrity_check": integrity,
+        }),
     );
 }
