@@ -260,6 +260,28 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
         .await
         .unwrap();
     assert_eq!(all.as_array().unwrap().len(), N, "no run was started twice");
+
+    // A key deleted through one node stops working at once on the other: every delivery looks
+    // the key up in the shared database, and nothing caches it.
+    let deleted = http
+        .delete(api(1, "/keys/ops"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let after = http
+        .post(format!("{}/hooks/spread?x-api-key={key}", base(0)))
+        .header("content-type", "application/json")
+        .body(notification(N + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        401,
+        "a revoked key still works on another node"
+    );
     figures(
         "three_nodes_share_the_work_and_survive_a_killed_one",
         json!({
@@ -270,6 +292,7 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
             "runs": all.as_array().unwrap().len(),
             "steps_run_again": retried,
             "sink_requests": seen.len(),
+            "revoked_key_on_another_node": after.status().as_u16(),
         }),
     );
 }

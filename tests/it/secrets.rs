@@ -148,8 +148,34 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
         "{record}"
     );
 
+    // An API key presented in the query string (as Alertmanager's URL carries it) is not
+    // logged either.
+    let key: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/keys"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "am"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["value"].as_str().unwrap().to_string();
+    let hook = reqwest::Client::new()
+        .post(format!("{base}/hooks/no-such-workflow?x-api-key={key}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 404);
+
     // ...and neither the store's files nor the logs hold it.
     server.kill().await.unwrap();
+    assert_eq!(
+        files_containing(logs.path(), key.as_bytes()),
+        Vec::<String>::new(),
+        "the API key is in the log"
+    );
     assert_eq!(
         files_containing(data.path(), SECRET.as_bytes()),
         Vec::<String>::new()
