@@ -2,7 +2,7 @@
 //! refused connection, a reset, a server that never answers, a body that drips slower than the
 //! timeout, a 5xx, a TLS mismatch, and a 429 with Retry-After. Each run ends (none is left
 //! `running`), with an error that names the fault; transient faults are retried as configured,
-//! and the 429 is waited out and then succeeds. The app has only two workers for all of these
+//! and the 429 is waited out and then succeeds. The app has only four workers for all of these
 //! runs: a worker blocked past its timeout would leave runs unfinished and fail the test.
 
 use crate::common::*;
@@ -100,7 +100,7 @@ fn workflow(name: &str, action: &str, with: &str, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_blocked() {
-    let app = spawn_app_with(|c| c.workers = 2).await;
+    let app = spawn_app_with(|c| c.workers = 4).await;
     let (hang, _hang) = black_hole().await;
     let failing = StandIn::start(|_| Answer::text(503, "Service Unavailable")).await;
     // (fault, URL, words the error must contain, attempts)
@@ -151,7 +151,7 @@ async fn every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_
     }
     figures(
         "every_downstream_fault_ends_the_run_with_its_cause_and_no_worker_stays_blocked",
-        json!({"actions": ACTIONS.len(), "faults": faults.len(), "runs": runs.len(), "workers": 2, "results": report}),
+        json!({"actions": ACTIONS.len(), "faults": faults.len(), "runs": runs.len(), "workers": 4, "results": report}),
     );
     // Nothing is left running or queued.
     let executions = app.get("/executions?limit=1000").await;
