@@ -96,22 +96,25 @@ pub async fn execute(
         trigger: &trigger,
         cancel: &cancel,
         deadline,
+        deferred: Default::default(),
     };
     loop {
         if deadline.is_some_and(|d| engine.clock.now_ms() >= d) {
-            return timed_out(engine, id, wf, &mut records).await;
+            return sr
+                .with_deferred(timed_out(engine, id, wf, &mut records))
+                .await;
         }
         match next(wf, &statuses) {
             Next::Finish(status) => {
                 let error = failure_summary(wf, &records, status);
-                return finish(engine, id, status, error).await;
+                return sr.with_deferred(finish(engine, id, status, error)).await;
             }
             Next::Skip(i, reason) => {
                 let rec = &mut records[i];
                 rec.status = StepStatus::Skipped.as_str().into();
                 rec.output = Some(json!({ "reason": reason }).to_string());
                 rec.finished_at = Some(engine.clock.now_ms());
-                engine.store.save_step(id, rec, None).await?;
+                sr.save(rec).await?;
                 statuses[i] = StepStatus::Skipped;
                 record_in_context(&mut ctx, rec);
             }
@@ -122,14 +125,18 @@ pub async fn execute(
                 }
                 StepOutcome::Park(until) => {
                     let until = deadline.map_or(until, |d| d.min(until));
-                    engine.store.park(id, until).await?;
-                    return Ok(());
+                    return sr.with_deferred(engine.store.park(id, until)).await;
                 }
                 StepOutcome::Cancelled(reason) => {
-                    return end_early(engine, id, &mut records, ExecutionStatus::Cancelled, reason)
-                        .await;
+                    let end =
+                        end_early(engine, id, &mut records, ExecutionStatus::Cancelled, reason);
+                    return sr.with_deferred(end).await;
                 }
-                StepOutcome::TimedOut => return timed_out(engine, id, wf, &mut records).await,
+                StepOutcome::TimedOut => {
+                    return sr
+                        .with_deferred(timed_out(engine, id, wf, &mut records))
+                        .await
+                }
             },
         }
     }

@@ -26,6 +26,10 @@ pub struct StepRun<'a> {
     pub cancel: &'a CancellationToken,
     /// The run's own deadline (`timeout` of the workflow), in clock milliseconds.
     pub deadline: Option<i64>,
+    /// Results of pure steps not committed yet: they go with the run's next write, into the
+    /// same group commit, instead of waiting for a commit of their own. A crash before then
+    /// only means the pure step runs again, with the same result.
+    pub deferred: std::sync::Mutex<Vec<StepRecord>>,
 }
 
 impl StepRun<'_> {
@@ -56,10 +60,45 @@ impl StepRun<'_> {
     }
 
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
-        self.engine
-            .store
-            .save_step(&self.execution.id, rec, None)
+        self.with_deferred(self.engine.store.save_step(&self.execution.id, rec, None))
             .await
+    }
+
+    /// Keeps a pure step's result for the run's next write.
+    fn defer(&self, rec: &StepRecord) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec.clone());
+    }
+
+    /// Runs `write` with the deferred results before it. Where the store keeps the order of
+    /// concurrent writes (SQLite's single writer), they are sent together and share a commit;
+    /// elsewhere they are written first, one after another.
+    pub async fn with_deferred<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let deferred =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        if deferred.is_empty() {
+            return write.await;
+        }
+        let store = &self.engine.store;
+        let saves = deferred
+            .iter()
+            .map(|rec| store.save_step(&self.execution.id, rec, None));
+        if store.orders_concurrent_writes() {
+            // try_join polls in order, so the deferred saves are queued before `write`.
+            let (_, out) =
+                futures_util::future::try_join(futures_util::future::try_join_all(saves), write)
+                    .await?;
+            return Ok(out);
+        }
+        for save in saves {
+            save.await?;
+        }
+        write.await
     }
 }
 
@@ -116,6 +155,12 @@ pub async fn run(
         _ if step.foreach.is_some() => foreach::run(sr, step, rec, ctx).await?,
         _ => attempts(sr, step, rec, ctx).await?,
     };
+    let pure = step.foreach.is_none()
+        && sr
+            .engine
+            .registry
+            .get(&step.uses)
+            .is_some_and(|a| a.is_pure());
     // Parking saved the step already; every other outcome is saved here, a success together
     // with what it leaves in the alert's memory.
     let mut remember = None;
@@ -129,10 +174,16 @@ pub async fn run(
         }
         _ => {}
     }
-    sr.engine
-        .store
-        .save_step(&sr.execution.id, rec, remember.as_ref())
-        .await?;
+    match (&outcome, &remember) {
+        (StepOutcome::Done(_), None) if pure => sr.defer(rec),
+        _ => {
+            let save = sr
+                .engine
+                .store
+                .save_step(&sr.execution.id, rec, remember.as_ref());
+            sr.with_deferred(save).await?
+        }
+    }
     if let Some(r) = remember {
         for (k, v) in r.values {
             ctx["memory"][k] = v;

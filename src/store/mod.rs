@@ -460,6 +460,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// The execution, its input and, unless `fresh` (first claim: nothing ran yet), its steps.
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState>;
+    /// Whether writes started concurrently are committed in the order they were started
+    /// (SQLite's single writer); the engine then sends a run's writes together.
+    fn orders_concurrent_writes(&self) -> bool {
+        false
+    }
     /// Saves a step's state, with what it leaves in the alert's memory, in one transaction.
     async fn save_step(
         &self,

@@ -125,6 +125,11 @@ const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.c
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Every write goes through the one writer's queue, in the order it was sent.
+    fn orders_concurrent_writes(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
