@@ -122,6 +122,11 @@ pub async fn execute(
                 StepOutcome::Done(status) => {
                     statuses[i] = status;
                     record_in_context(&mut ctx, &records[i]);
+                    let pure_next =
+                        matches!(next(wf, &statuses), Next::Run(j) if sr.is_pure(&wf.steps[j]));
+                    if pure_next && !sr.is_pure(&wf.steps[i]) {
+                        sr.flush().await?;
+                    }
                 }
                 StepOutcome::Park(until) => {
                     let until = deadline.map_or(until, |d| d.min(until));

@@ -26,9 +26,11 @@ pub struct StepRun<'a> {
     pub cancel: &'a CancellationToken,
     /// The run's own deadline (`timeout` of the workflow), in clock milliseconds.
     pub deadline: Option<i64>,
-    /// Results of pure steps not committed yet: they go with the run's next write, into the
-    /// same group commit, instead of waiting for a commit of their own. A crash before then
-    /// only means the pure step runs again, with the same result.
+    /// Step results not committed yet: they go with the run's next write (the next step's
+    /// start, a skip, a park or the end), into the same group commit, instead of waiting for a
+    /// commit of their own. A crash before then means the step runs again, as a crash during
+    /// it would; the run loop commits a step with effects at once when a pure step (whose
+    /// start writes nothing) comes next, so that window stays that short.
     pub deferred: std::sync::Mutex<Vec<StepRecord>>,
 }
 
@@ -59,12 +61,27 @@ impl StepRun<'_> {
         condition_in_scope(src, &self.trigger.scope(ctx), field)
     }
 
+    /// Commits what was deferred, now.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.with_deferred(async { Ok(()) }).await
+    }
+
+    /// Whether a step's action has no effects outside the run (its start is not committed).
+    pub fn is_pure(&self, step: &Step) -> bool {
+        step.foreach.is_none()
+            && self
+                .engine
+                .registry
+                .get(&step.uses)
+                .is_some_and(|a| a.is_pure())
+    }
+
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
         self.with_deferred(self.engine.store.save_step(&self.execution.id, rec, None))
             .await
     }
 
-    /// Keeps a pure step's result for the run's next write.
+    /// Keeps a step's result for the run's next write.
     fn defer(&self, rec: &StepRecord) {
         self.deferred
             .lock()
@@ -155,12 +172,9 @@ pub async fn run(
         _ if step.foreach.is_some() => foreach::run(sr, step, rec, ctx).await?,
         _ => attempts(sr, step, rec, ctx).await?,
     };
-    let pure = step.foreach.is_none()
-        && sr
-            .engine
-            .registry
-            .get(&step.uses)
-            .is_some_and(|a| a.is_pure());
+    // A plain step's result rides with the run's next write (see `StepRun::deferred`); a
+    // foreach commits item by item, a wait or an approval when it parks.
+    let deferrable = step.foreach.is_none() && !matches!(step.uses.as_str(), "wait" | "approval");
     // Parking saved the step already; every other outcome is saved here, a success together
     // with what it leaves in the alert's memory.
     let mut remember = None;
@@ -175,7 +189,7 @@ pub async fn run(
         _ => {}
     }
     match (&outcome, &remember) {
-        (StepOutcome::Done(_), None) if pure => sr.defer(rec),
+        (StepOutcome::Done(_), None) if deferrable => sr.defer(rec),
         _ => {
             let save = sr
                 .engine
