@@ -55,7 +55,62 @@ fn denied_call(program: &str) -> Option<&'static str> {
     None
 }
 
+/// The longest jq program and the deepest nesting a workflow may have: jaq's parser recurses,
+/// and a program past these could overflow the stack of the thread that compiles it (which
+/// would abort the process). Real programs are far inside both.
+const MAX_PROGRAM_BYTES: usize = 16 * 1024;
+const MAX_NESTING: usize = 128;
+/// Stack for the threads that compile (and, in the worker, run) programs.
+pub const STACK: usize = 64 << 20;
+
+/// How deep brackets, parentheses and braces nest, outside strings.
+fn nesting(program: &str) -> usize {
+    let bytes = program.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// Whether `program` compiles, on a thread with room for jaq's parser: for checking a
+/// workflow in the server, where a parser overflowing its stack would take the server down.
+pub fn check(program: &str) -> Result<(), String> {
+    let program = program.to_string();
+    std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || compile(&program).map(|_| ()))
+        .map_err(|e| format!("jq: {e}"))?
+        .join()
+        .unwrap_or_else(|_| Err("jq program could not be compiled".into()))
+}
+
 pub fn compile(program: &str) -> Result<Filter, String> {
+    if program.len() > MAX_PROGRAM_BYTES {
+        return Err(format!(
+            "jq program is {} bytes; the limit is {MAX_PROGRAM_BYTES}",
+            program.len()
+        ));
+    }
+    if nesting(program) > MAX_NESTING {
+        return Err(format!(
+            "jq program nests brackets more than {MAX_NESTING} deep"
+        ));
+    }
     if let Some(name) = denied_call(program) {
         return Err(format!(
             "jq function `{name}` is not available in alertflow"
@@ -151,5 +206,19 @@ mod tests {
             compile(r#"{env: .env, s: "halt \" env"}"#).is_ok(),
             "keys and strings are not calls"
         );
+    }
+
+    #[test]
+    fn programs_too_long_or_too_deep_for_the_parser_are_refused_before_it_runs() {
+        let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
+        assert!(check(&deep).unwrap_err().contains("more than 128 deep"));
+        let fine = format!("{}1{}", "[".repeat(128), "]".repeat(128));
+        assert!(check(&fine).is_ok());
+        assert!(
+            check(&format!("\"{}\"", "[".repeat(1000))).is_ok(),
+            "strings do not nest"
+        );
+        let long = vec![".a"; 8000].join(" | ");
+        assert!(check(&long).unwrap_err().contains("the limit is 16384"));
     }
 }

@@ -19,8 +19,6 @@ pub const WORKER_ARG: &str = "__jq-worker";
 
 /// A worker's address space: room for large alert bodies, not for a runaway program.
 const WORKER_MEMORY: u64 = 1 << 30;
-/// A worker's stack: deep enough for real programs; deeper recursion is a runaway.
-const WORKER_STACK: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Request<'a> {
@@ -127,7 +125,7 @@ pub fn worker_main() -> std::io::Result<()> {
     // SAFETY: setrlimit only reads the struct passed by reference.
     unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
     std::thread::Builder::new()
-        .stack_size(WORKER_STACK)
+        .stack_size(super::jq::STACK)
         .spawn(serve)?
         .join()
         .unwrap_or(Ok(()))

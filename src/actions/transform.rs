@@ -2,7 +2,7 @@
 //! (through jaq) applied to `input`, which defaults to the trigger body.
 
 use super::*;
-use crate::actions::jq::compile;
+use crate::actions::jq;
 
 pub struct Transform;
 
@@ -38,7 +38,7 @@ impl Action for Transform {
             (Some(_), Some(_)) => out.push(problem("jq", "give either value or jq, not both")),
             (None, None) => out.push(problem("value", "required (or jq)")),
             (None, Some(Value::String(src))) if !is_templated(&with["jq"]) => {
-                out.extend(compile(src).err().map(|e| problem("jq", e)))
+                out.extend(jq::check(src).err().map(|e| problem("jq", e)))
             }
             _ => {}
         }

@@ -428,3 +428,95 @@ async fn runaway_jq_programs_and_templates_fail_their_step_and_nothing_else() {
         json!({"programs": outcomes}),
     );
 }
+
+/// Templates at the length limit that chain as deep as that allows (`trigger.a.a.a...`,
+/// `x|string|string...`) are parsed at apply time and evaluated at run time by the real
+/// binary without overflowing its stack; one byte more is refused when applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_as_deep_as_the_length_limit_allows_do_not_take_the_server_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::alertmanager_e2e::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_alertflow"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let token_file = dir.path().join("admin-token");
+    let token = wait_for(|| async { std::fs::read_to_string(&token_file).ok() })
+        .await
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    wait_for(|| async { http.get(format!("{base}/readyz")).send().await.ok() }).await;
+    let limit = alertflow_domain::template::MAX_TEMPLATE_BYTES;
+    let chain = |link: &str| {
+        let head = "{{ trigger";
+        let links = (limit - head.len() - 3) / link.len();
+        format!("{head}{} }}}}", link.repeat(links))
+    };
+    let apply = |name: &str, template: &str| {
+        let doc = json!({"name": name, "trigger": {"type": "manual"}, "steps": [
+            {"id": "x", "uses": "transform", "with": {"value": template}}]});
+        http.post(format!("{base}/api/v1/workflows"))
+            .bearer_auth(&token)
+            .json(&doc)
+            .send()
+    };
+    for (name, link) in [("attrs", ".a"), ("filters", "|string"), ("items", "[0]")] {
+        let template = chain(link);
+        assert!(template.len() <= limit);
+        let applied = apply(name, &template).await.unwrap();
+        assert!(
+            applied.status().is_success(),
+            "{name}: {}",
+            applied.text().await.unwrap()
+        );
+        let run: Value = http
+            .post(format!("{base}/api/v1/workflows/{name}/run"))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = run["executions"][0].as_str().unwrap().to_string();
+        let ex: Value = wait_for(|| async {
+            let ex: Value = http
+                .get(format!("{base}/api/v1/executions/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            ["succeeded", "failed"]
+                .contains(&ex["status"].as_str()?)
+                .then_some(ex)
+        })
+        .await;
+        // Undefined names fail the step; what matters is that the server answered.
+        assert!(ex["steps"][0]["status"].is_string(), "{name}: {ex}");
+    }
+    let too_long = format!("{}x", chain(".a")) + &" ".repeat(3);
+    let refused = apply("too-long", &too_long).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    assert!(refused.text().await.unwrap().contains("the limit is 16384"));
+    assert!(http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+}

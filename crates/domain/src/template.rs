@@ -42,6 +42,24 @@ fn template_names(src: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The longest template (or condition) a field may hold. minijinja's parser and evaluator
+/// recurse along a chain such as `a.b.c...` or `x|f|f...`; past this length a chain could
+/// overflow the stack of the thread evaluating it (the server runs with 32 MiB stacks).
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+
+fn check_length(src: &str) -> Result<(), minijinja::Error> {
+    if src.len() > MAX_TEMPLATE_BYTES {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "the template is {} bytes; the limit is {MAX_TEMPLATE_BYTES}",
+                src.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs a minijinja call, turning a panic inside it into a syntax error: some malformed
 /// inputs (found by fuzzing: `}}{` as an expression) make its lexer panic, and a workflow
 /// document must get an error back, not take down the request or the run.
@@ -145,6 +163,7 @@ fn render_string(
         field: field.to_string(),
         message: explain(&e, &vars, jctx),
     };
+    check_length(src).map_err(|e| fail(e, BTreeSet::new()))?;
     if let Some(expr_src) = lone_expression(src) {
         let expr = guarded(|| env.compile_expression_owned(expr_src.to_string()))
             .map_err(|e| fail(e, BTreeSet::new()))?;
@@ -178,6 +197,7 @@ pub fn condition_in_scope(src: &str, scope: &Scope, field: &str) -> Result<bool,
         field: field.to_string(),
         message: explain(&e, &vars, jctx),
     };
+    check_length(src).map_err(|e| fail(e, BTreeSet::new()))?;
     let expr = guarded(|| env.compile_expression_owned(src.to_string()))
         .map_err(|e| fail(e, BTreeSet::new()))?;
     let vars = || expr.undeclared_variables(true).into_iter().collect();
@@ -251,6 +271,12 @@ fn names_read(
         let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
         format!("{}{detail}", e.kind())
     };
+    if src.len() > MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "the template is {} bytes; the limit is {MAX_TEMPLATE_BYTES}",
+            src.len()
+        ));
+    }
     if as_condition {
         let src = lone_expression(src).unwrap_or(src);
         let expr = guarded(|| env.compile_expression(src)).map_err(fmt)?;
@@ -329,6 +355,17 @@ mod tests {
         let e = render_value(&src, &json!({}), "with.text").unwrap_err();
         assert_eq!(e.field, "with.text");
         assert!(e.message.contains("ran too long"), "{e}");
+    }
+
+    #[test]
+    fn a_template_over_the_length_limit_is_refused_unread() {
+        let long = format!("{{{{ trigger{} }}}}", ".a".repeat(MAX_TEMPLATE_BYTES));
+        let e = referenced_names(&long, false).unwrap_err();
+        assert!(e.contains("the limit is 16384"), "{e}");
+        let e = render_value(&json!(long), &json!({}), "with.text").unwrap_err();
+        assert!(e.message.contains("the limit is 16384"), "{e}");
+        let e = eval_condition(&long, &json!({}), "if").unwrap_err();
+        assert!(e.message.contains("the limit is 16384"), "{e}");
     }
 
     #[test]
