@@ -42,6 +42,8 @@ TESTS=(
   "Deliveries over the rate of their key, or of their source address, must get 503 with Retry-After (Alertmanager retries a 5xx and drops a 4xx), name the limit, and start nothing; another key is not held back by one key's flood."
   runaway_jq_programs_and_templates_fail_their_step_and_nothing_else
   "jq programs that recurse until the stack overflows, never end, or eat memory, and a template with nested loops of 100,000. Each must fail its own step with its cause (jq runs in worker processes that die or are killed; templates run on fuel); a later jq step must still work."
+  templates_as_deep_as_the_length_limit_allows_do_not_take_the_server_down
+  "Templates of 16 KiB (the limit) that chain \`.a\`, \`|string\` or \`[0]\` as deep as that length allows are applied and run by the real binary: parsers that recurse must not overflow its stack. One byte more is refused with 422 when applied. (jq programs are likewise limited to 16 KiB and 128 levels of brackets; the unit tests check that.)"
   every_api_route_enforces_its_role
   "Walks the route table the router is built from: every \`/api/v1\` route is called without a credential and as a viewer, an editor and an admin. Anonymous must get 401 everywhere; each role must be refused exactly the routes above it."
 )
