@@ -519,4 +519,15 @@ async fn templates_as_deep_as_the_length_limit_allows_do_not_take_the_server_dow
         .unwrap()
         .status()
         .is_success());
+    figures(
+        "templates_as_deep_as_the_length_limit_allows_do_not_take_the_server_down",
+        json!({
+            "template_bytes": limit,
+            "chained_attributes": (limit - 13) / 2,
+            "chained_filters": (limit - 13) / 7,
+            "chained_subscripts": (limit - 13) / 3,
+            "over_the_limit": 422,
+            "server_up_after": true,
+        }),
+    );
 }
