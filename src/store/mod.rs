@@ -35,6 +35,27 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The same mapping for the statements SQLite runs through rusqlite (`sqlite/hot.rs`). sqlx
+/// turns on extended result codes for its connections, so `extended_code` tells a unique or
+/// primary-key violation from the other constraints, as `is_unique_violation` does.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        match &e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.extended_code,
+                    SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                StoreError::Conflict
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Runs the migrations; a database that a newer alertflow migrated is refused with a message
