@@ -202,12 +202,14 @@ pub(super) fn claim_jobs(
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    if !claimed.is_empty() {
-        let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
-        c.prepare_cached(
-            "UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running', 'waiting')",
-        )?
-        .execute(params![now, serde_json::to_string(&ids).unwrap_or_default()])?;
+    // One statement per run, on the primary key: the former `id IN (json_each(?))` made the
+    // planner walk `executions_by_status` over every unfinished execution, the whole backlog,
+    // at each claim. Here a statement costs no hand-off, so one per row is cheap.
+    let mut running = c.prepare_cached(
+        "UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running', 'waiting')",
+    )?;
+    for (id, _) in &claimed {
+        running.execute(params![now, id])?;
     }
     Ok(claimed)
 }
