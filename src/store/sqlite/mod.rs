@@ -53,6 +53,9 @@ impl SqliteStore {
         super::migrate(sqlx::migrate!("migrations/sqlite"), &write).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A ping before each acquire is one more round trip to the connection's worker
+            // thread per read; a local file's connection does not go stale.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         Ok(SqliteStore {
