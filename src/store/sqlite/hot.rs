@@ -1,63 +1,12 @@
-//! The hot statements (a delivery, a claim, a step, an end), run synchronously with rusqlite on
-//! the raw handle of a sqlx connection while sqlx's worker thread is parked.
+//! The hot statements (a delivery, a claim, a step, an end, and the reads behind them), run
+//! synchronously with rusqlite on the handle of a sqlx connection (see `direct.rs`).
 //!
 //! Through sqlx every statement and every row is a round trip to the connection's worker thread;
-//! under load those hand-offs were most of the server's CPU. Here a whole batch of these writes
-//! runs on the writer's task as plain function calls, with prepared statements cached across
-//! batches. The SQL is the same as the sqlx versions had.
+//! under load those hand-offs were most of the server's CPU. Here they are plain function calls
+//! with prepared statements cached per connection. The SQL is what the sqlx versions ran.
 
 use super::*;
 use rusqlite::{params, Connection, OptionalExtension};
-use rusqlite::ffi::sqlite3;
-use sqlx::sqlite::LockedSqliteHandle;
-use std::ptr::NonNull;
-
-/// Enough for every hot statement, so that none is prepared twice.
-const STATEMENT_CACHE: usize = 64;
-
-/// A rusqlite connection over the handle of one sqlx connection, with its statement cache.
-/// It is only handed out while sqlx's worker is parked (`with`), and is dropped (finalising its
-/// cached statements) before the sqlx connection closes: keep it in a field declared before
-/// the connection's.
-pub(super) struct Direct {
-    db: Connection,
-    handle: NonNull<sqlite3>,
-}
-
-// SAFETY: the handle is only used through `with`, which holds sqlx's lock on it; a raw pointer
-// is not Send by default only because the compiler cannot know that.
-unsafe impl Send for Direct {}
-
-impl Direct {
-    pub(super) async fn open(conn: &mut SqliteConnection) -> Result<Direct> {
-        let mut locked = conn.lock_handle().await?;
-        let handle = locked.as_raw_handle();
-        // SAFETY: the handle is open and stays open for as long as `conn` does, which outlives
-        // this value (see above). `from_handle` does not take ownership: dropping the rusqlite
-        // connection finalises its statements and leaves the handle open for sqlx.
-        let db = unsafe { Connection::from_handle(handle.as_ptr()) }?;
-        db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        drop(locked);
-        Ok(Direct { db, handle })
-    }
-
-    /// Parks sqlx's worker and lends the rusqlite connection until the guard is dropped.
-    pub(super) async fn lock<'a>(&'a mut self, conn: &'a mut SqliteConnection) -> Result<Locked<'a>> {
-        let mut guard = conn.lock_handle().await?;
-        // The pool never swaps the connection under us (the writer holds it for good); this
-        // checks that the handle is still the one the statements were prepared on.
-        assert_eq!(guard.as_raw_handle(), self.handle, "sqlite handle changed");
-        Ok(Locked {
-            db: &self.db,
-            _guard: guard,
-        })
-    }
-}
-
-pub(super) struct Locked<'a> {
-    pub db: &'a Connection,
-    _guard: LockedSqliteHandle<'a>,
-}
 
 pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
     let mut outcome = ev.outcome;
@@ -304,57 +253,115 @@ pub(super) fn park(c: &Connection, id: &str, run_at: i64) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sqlx::{Connection as _, Executor};
-
-    /// Each failure, once through sqlx and once through rusqlite on the same connection, maps
-    /// to the same StoreError variant.
-    #[tokio::test]
-    async fn errors_map_as_through_sqlx() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let mut conn = SqliteConnection::connect(&url).await.unwrap();
-        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL, b BLOB)")
-            .await
-            .unwrap();
-        conn.execute("INSERT INTO t (k, u, n) VALUES ('a', 'x', 'n')").await.unwrap();
-        let mut direct = Direct::open(&mut conn).await.unwrap();
-        let cases = [
-            ("INSERT INTO t (k, u, n) VALUES ('a', 'y', 'n')", "Conflict"),
-            ("INSERT INTO t (k, u, n) VALUES ('b', 'x', 'n')", "Conflict"),
-            ("INSERT INTO t (k, u) VALUES ('c', 'z')", "Unavailable"),
-            ("SELECT k FROM t WHERE k = 'none'", "NotFound"),
-            // SQLITE_FULL: the database may not grow past its pages.
-            ("PRAGMA max_page_count = 2; INSERT INTO t (k, u, n, b) VALUES ('d', 'd', 'n', zeroblob(100000))", "Unavailable"),
-            // SQLITE_READONLY.
-            ("PRAGMA query_only = 1; INSERT INTO t (k, u, n) VALUES ('e', 'e', 'n')", "Unavailable"),
-        ];
-        let kind = |e: &StoreError| match e {
-            StoreError::NotFound => "NotFound",
-            StoreError::Conflict => "Conflict",
-            StoreError::Unavailable(_) => "Unavailable",
-            StoreError::State(_) => "State",
+/// What a webhook delivery needs, in one read: the key with this digest, and the workflow at
+/// its current version (without its source, which a delivery does not need).
+pub(super) fn hook_lookup(
+    c: &Connection,
+    key_digest: &str,
+    workflow_id: &str,
+) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+    let mut stmt = c.prepare_cached(
+        "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
+                w.id, v.version, v.document, w.created_at, w.updated_at
+         FROM (SELECT 1)
+         LEFT JOIN api_keys k ON k.digest = ?1
+         LEFT JOIN workflows w ON w.id = ?2
+         LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
+    )?;
+    let found = stmt.query_row(params![key_digest, workflow_id], |r| {
+        let key = match r.get::<_, Option<String>>(0)? {
+            Some(name) => Some(KeyRecord {
+                name,
+                digest: r.get(1)?,
+                value_enc: r.get(2)?,
+                created_at: r.get(3)?,
+                last_used_at: r.get(4)?,
+            }),
+            None => None,
         };
-        for (sql, want) in cases {
-            let (setup, stmt) = sql.rsplit_once("; ").unwrap_or(("", sql));
-            if !setup.is_empty() {
-                conn.execute(setup).await.unwrap();
-            }
-            let via_sqlx = sqlx::query(stmt).fetch_one(&mut conn).await.map(|_| ()).map_err(StoreError::from);
-            let locked = direct.lock(&mut conn).await.unwrap();
-            let via_rusqlite = locked
-                .db
-                .query_row(stmt, [], |_| Ok(()))
-                .map_err(StoreError::from);
-            drop(locked);
-            assert_eq!(kind(&via_sqlx.unwrap_err()), want, "{sql} through sqlx");
-            assert_eq!(kind(&via_rusqlite.unwrap_err()), want, "{sql} through rusqlite");
-        }
-        let locked = direct.lock(&mut conn).await.unwrap();
-        locked.db.flush_prepared_statement_cache();
-        drop(locked);
-        drop(direct);
-    }
+        let workflow = match r.get::<_, Option<String>>(5)? {
+            Some(id) => Some(WorkflowRecord {
+                id,
+                version: r.get(6)?,
+                document: r.get(7)?,
+                source: String::new(),
+                created_at: r.get(8)?,
+                updated_at: r.get(9)?,
+            }),
+            None => None,
+        };
+        Ok((key, workflow))
+    })?;
+    Ok(found)
+}
+
+/// The execution, its input and, unless `fresh`, its steps.
+pub(super) fn load_run(c: &Connection, execution_id: &str, fresh: bool) -> Result<RunState> {
+    let (execution, input) = c
+        .prepare_cached(
+            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
+                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
+                    x.created_at, x.started_at, x.finished_at,
+                    -- The runs of a split delivery share its body: the engine reads it once.
+                    CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END
+             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
+        )?
+        .query_row(params![execution_id], |r| {
+            let execution = ExecutionRecord {
+                id: r.get(0)?,
+                workflow_id: r.get(1)?,
+                version: r.get(2)?,
+                status: r.get(3)?,
+                trigger_type: r.get(4)?,
+                event_id: r.get(5)?,
+                alert_index: r.get(6)?,
+                error: r.get(7)?,
+                alert_key: r.get(8)?,
+                resolved_at: r.get(9)?,
+                cancel_requested: r.get::<_, i64>(10)? != 0,
+                replay_of: r.get(11)?,
+                created_at: r.get(12)?,
+                started_at: r.get(13)?,
+                finished_at: r.get(14)?,
+            };
+            Ok((execution, r.get::<_, Option<Vec<u8>>>(15)?))
+        })?;
+    let steps = if fresh {
+        Vec::new()
+    } else {
+        c.prepare_cached(&format!(
+            "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY position"
+        ))?
+        .query_map(params![execution_id], |r| {
+            Ok(StepRecord {
+                step_id: r.get(0)?,
+                position: r.get(1)?,
+                status: r.get(2)?,
+                attempts: r.get(3)?,
+                input: r.get(4)?,
+                output: r.get(5)?,
+                error: r.get(6)?,
+                started_at: r.get(7)?,
+                finished_at: r.get(8)?,
+                attempt_log: r.get(9)?,
+                items: r.get(10)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    Ok(RunState {
+        execution,
+        input: Bytes::from(input.unwrap_or_default()),
+        steps,
+    })
+}
+
+/// The body an execution runs on: its own input (manual runs) or its delivery's.
+pub(super) fn execution_input(c: &Connection, id: &str) -> Result<Bytes> {
+    let body: Option<Vec<u8>> = c
+        .prepare_cached(
+            "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
+        )?
+        .query_row(params![id], |r| r.get(0))?;
+    Ok(Bytes::from(body.unwrap_or_default()))
 }

@@ -1,3 +1,4 @@
+mod direct;
 mod hot;
 mod language;
 mod users;
@@ -17,6 +18,8 @@ use writer::Writer;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
+    /// The hot reads (a delivery's lookup, a run's state), synchronous (see `direct.rs`).
+    readers: direct::Readers,
 }
 
 impl SqliteStore {
@@ -56,11 +59,12 @@ impl SqliteStore {
             // A ping before each acquire is one more round trip to the connection's worker
             // thread per read; a local file's connection does not go stale.
             .test_before_acquire(false)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         Ok(SqliteStore {
             pool,
             writer: Writer::start(write, commit_batch),
+            readers: direct::Readers::new(opts),
         })
     }
 }
@@ -312,34 +316,9 @@ impl Store for SqliteStore {
         key_digest: &str,
         workflow_id: &str,
     ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
-        let row = sqlx::query(
-            "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
-                    w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
-             FROM (SELECT 1)
-             LEFT JOIN api_keys k ON k.digest = ?1
-             LEFT JOIN workflows w ON w.id = ?2
-             LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
-        )
-        .bind(key_digest)
-        .bind(workflow_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let key = row
-            .get::<Option<String>, _>("name")
-            .is_some()
-            .then(|| key_from_row(&row));
-        let workflow = row
-            .get::<Option<String>, _>("w_id")
-            .map(|id| WorkflowRecord {
-                id,
-                version: row.get("version"),
-                document: row.get("document"),
-                // Not needed to take a delivery.
-                source: String::new(),
-                created_at: row.get("w_created_at"),
-                updated_at: row.get("w_updated_at"),
-            });
-        Ok((key, workflow))
+        self.readers
+            .read(|c| hot::hook_lookup(c, key_digest, workflow_id))
+            .await
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
@@ -490,13 +469,7 @@ impl Store for SqliteStore {
     }
 
     async fn execution_input(&self, id: &str) -> Result<Bytes> {
-        let body: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Bytes::from(body.unwrap_or_default()))
+        self.readers.read(|c| hot::execution_input(c, id)).await
     }
 
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
@@ -551,35 +524,9 @@ impl Store for SqliteStore {
     }
 
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
-        let row = sqlx::query(
-            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
-                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
-                    x.created_at, x.started_at, x.finished_at,
-                    -- The runs of a split delivery share its body: the engine reads it once.
-                    CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END AS body
-             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
-        )
-        .bind(execution_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let input: Option<Vec<u8>> = row.get("body");
-        let steps = if fresh {
-            Vec::new()
-        } else {
-            let sql = format!(
-                "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY position"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(execution_id)
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter().map(step_from_row).collect()
-        };
-        Ok(RunState {
-            execution: execution_from_row(&row),
-            input: Bytes::from(input.unwrap_or_default()),
-            steps,
-        })
+        self.readers
+            .read(|c| hot::load_run(c, execution_id, fresh))
+            .await
     }
 
     async fn save_step(

@@ -12,7 +12,7 @@
 //! with each operation in its own savepoint, so that the failure undoes only its own writes.
 //! Operations are therefore re-runnable: they get their arguments behind an `Arc`.
 
-use super::hot::Direct;
+use super::direct::Direct;
 use crate::store::{Result, StoreError};
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
