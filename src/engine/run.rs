@@ -96,13 +96,16 @@ pub async fn execute(
         trigger: &trigger,
         cancel: &cancel,
         deadline,
+        unsaved: Default::default(),
     };
     loop {
         if deadline.is_some_and(|d| engine.clock.now_ms() >= d) {
+            sr.flush().await?;
             return timed_out(engine, id, wf, &mut records).await;
         }
         match next(wf, &statuses) {
             Next::Finish(status) => {
+                sr.flush().await?;
                 let error = failure_summary(wf, &records, status);
                 return finish(engine, id, status, error).await;
             }
@@ -111,7 +114,7 @@ pub async fn execute(
                 rec.status = StepStatus::Skipped.as_str().into();
                 rec.output = Some(json!({ "reason": reason }).to_string());
                 rec.finished_at = Some(engine.clock.now_ms());
-                engine.store.save_step(id, rec, None).await?;
+                sr.save(rec).await?;
                 statuses[i] = StepStatus::Skipped;
                 record_in_context(&mut ctx, rec);
             }
@@ -122,14 +125,19 @@ pub async fn execute(
                 }
                 StepOutcome::Park(until) => {
                     let until = deadline.map_or(until, |d| d.min(until));
+                    sr.flush().await?;
                     engine.store.park(id, until).await?;
                     return Ok(());
                 }
                 StepOutcome::Cancelled(reason) => {
+                    sr.flush().await?;
                     return end_early(engine, id, &mut records, ExecutionStatus::Cancelled, reason)
                         .await;
                 }
-                StepOutcome::TimedOut => return timed_out(engine, id, wf, &mut records).await,
+                StepOutcome::TimedOut => {
+                    sr.flush().await?;
+                    return timed_out(engine, id, wf, &mut records).await;
+                }
             },
         }
     }

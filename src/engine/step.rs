@@ -26,6 +26,9 @@ pub struct StepRun<'a> {
     pub cancel: &'a CancellationToken,
     /// The run's own deadline (`timeout` of the workflow), in clock milliseconds.
     pub deadline: Option<i64>,
+    /// Results of pure steps not committed yet: they go with the run's next write, which
+    /// saves a commit per pure step. Lost in a crash, they are simply run again.
+    pub unsaved: std::sync::Mutex<Vec<StepRecord>>,
 }
 
 impl StepRun<'_> {
@@ -55,11 +58,27 @@ impl StepRun<'_> {
         condition_in_scope(src, &self.trigger.scope(ctx), field)
     }
 
+    /// Saves the step, with any pure results waiting, in one transaction.
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
-        self.engine
-            .store
-            .save_step(&self.execution.id, rec, None)
-            .await
+        let mut steps = self.take_unsaved();
+        if steps.is_empty() {
+            return self.engine.store.save_step(&self.execution.id, rec, None).await;
+        }
+        steps.push(rec.clone());
+        self.engine.store.save_steps(&self.execution.id, &steps).await
+    }
+
+    /// Commits the pure results waiting, if any: before any other write of the run.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let steps = self.take_unsaved();
+        if steps.is_empty() {
+            return Ok(());
+        }
+        self.engine.store.save_steps(&self.execution.id, &steps).await
+    }
+
+    fn take_unsaved(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -111,6 +130,7 @@ pub async fn run(
         }
     }
     let started = Instant::now();
+    let plain = !matches!(step.uses.as_str(), "wait" | "approval") && step.foreach.is_none();
     let mut outcome = match step.uses.as_str() {
         "wait" | "approval" => suspend::run(sr, step, rec, ctx, resuming).await?,
         _ if step.foreach.is_some() => foreach::run(sr, step, rec, ctx).await?,
@@ -129,10 +149,21 @@ pub async fn run(
         }
         _ => {}
     }
-    sr.engine
-        .store
-        .save_step(&sr.execution.id, rec, remember.as_ref())
-        .await?;
+    let pure = plain && sr.engine.registry.get(&step.uses).is_some_and(|a| a.is_pure());
+    if pure && remember.is_none() && matches!(outcome, StepOutcome::Done(_)) {
+        sr.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec.clone());
+    } else if remember.is_some() {
+        sr.flush().await?;
+        sr.engine
+            .store
+            .save_step(&sr.execution.id, rec, remember.as_ref())
+            .await?;
+    } else {
+        sr.save(rec).await?;
+    }
     if let Some(r) = remember {
         for (k, v) in r.values {
             ctx["memory"][k] = v;

@@ -464,6 +464,13 @@ pub trait Store: Send + Sync + 'static {
         step: &StepRecord,
         remember: Option<&Remember>,
     ) -> Result<()>;
+    /// Saves several steps' states in one transaction (no memory).
+    async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
+        for step in steps {
+            self.save_step(execution_id, step, None).await?;
+        }
+        Ok(())
+    }
     /// Puts a run aside until `run_at` (a wait, an approval, a retry's backoff): it holds no
     /// worker, and the job comes back then, or earlier when woken.
     async fn park(&self, execution_id: &str, run_at: i64) -> Result<()>;

@@ -543,6 +543,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
+        let (id, steps) = (execution_id.to_string(), steps.to_vec());
+        self.writer
+            .write_sync((id, steps), |c, (id, steps)| {
+                steps.iter().try_for_each(|s| hot::save_step(c, id, s, None))
+            })
+            .await
+    }
+
     async fn finish_execution(
         &self,
         execution_id: &str,
