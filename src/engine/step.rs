@@ -62,10 +62,17 @@ impl StepRun<'_> {
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
         let mut steps = self.take_unsaved();
         if steps.is_empty() {
-            return self.engine.store.save_step(&self.execution.id, rec, None).await;
+            return self
+                .engine
+                .store
+                .save_step(&self.execution.id, rec, None)
+                .await;
         }
         steps.push(rec.clone());
-        self.engine.store.save_steps(&self.execution.id, &steps).await
+        self.engine
+            .store
+            .save_steps(&self.execution.id, &steps)
+            .await
     }
 
     /// Commits the pure results waiting, if any: before any other write of the run.
@@ -74,7 +81,10 @@ impl StepRun<'_> {
         if steps.is_empty() {
             return Ok(());
         }
-        self.engine.store.save_steps(&self.execution.id, &steps).await
+        self.engine
+            .store
+            .save_steps(&self.execution.id, &steps)
+            .await
     }
 
     fn take_unsaved(&self) -> Vec<StepRecord> {
@@ -149,7 +159,12 @@ pub async fn run(
         }
         _ => {}
     }
-    let pure = plain && sr.engine.registry.get(&step.uses).is_some_and(|a| a.is_pure());
+    let pure = plain
+        && sr
+            .engine
+            .registry
+            .get(&step.uses)
+            .is_some_and(|a| a.is_pure());
     if pure && remember.is_none() && matches!(outcome, StepOutcome::Done(_)) {
         sr.unsaved
             .lock()

@@ -193,7 +193,9 @@ mod tests {
         conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL, b BLOB)")
             .await
             .unwrap();
-        conn.execute("INSERT INTO t (k, u, n) VALUES ('a', 'x', 'n')").await.unwrap();
+        conn.execute("INSERT INTO t (k, u, n) VALUES ('a', 'x', 'n')")
+            .await
+            .unwrap();
         let mut direct = Direct::open(&mut conn).await.unwrap();
         let cases = [
             ("INSERT INTO t (k, u, n) VALUES ('a', 'y', 'n')", "Conflict"),
@@ -216,7 +218,11 @@ mod tests {
             if !setup.is_empty() {
                 conn.execute(setup).await.unwrap();
             }
-            let via_sqlx = sqlx::query(stmt).fetch_one(&mut conn).await.map(|_| ()).map_err(StoreError::from);
+            let via_sqlx = sqlx::query(stmt)
+                .fetch_one(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(StoreError::from);
             let locked = direct.lock(&mut conn).await.unwrap();
             let via_rusqlite = locked
                 .db
@@ -224,7 +230,11 @@ mod tests {
                 .map_err(StoreError::from);
             drop(locked);
             assert_eq!(kind(&via_sqlx.unwrap_err()), want, "{sql} through sqlx");
-            assert_eq!(kind(&via_rusqlite.unwrap_err()), want, "{sql} through rusqlite");
+            assert_eq!(
+                kind(&via_rusqlite.unwrap_err()),
+                want,
+                "{sql} through rusqlite"
+            );
         }
         let locked = direct.lock(&mut conn).await.unwrap();
         locked.db.flush_prepared_statement_cache();

@@ -164,7 +164,12 @@ pub(super) fn claim_jobs(
 }
 
 /// Keeps this node's leases on these executions' jobs; returns those asked to cancel.
-pub(super) fn extend_leases(c: &Connection, node: &str, ids: &str, until: i64) -> Result<Vec<String>> {
+pub(super) fn extend_leases(
+    c: &Connection,
+    node: &str,
+    ids: &str,
+    until: i64,
+) -> Result<Vec<String>> {
     c.prepare_cached(
         "UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND execution_id IN (SELECT value FROM json_each(?))",
     )?
@@ -243,8 +248,10 @@ pub(super) fn finish_execution(
 }
 
 pub(super) fn park(c: &Connection, id: &str, run_at: i64) -> Result<()> {
-    c.prepare_cached("UPDATE executions SET status = 'waiting' WHERE id = ? AND status = 'running'")?
-        .execute(params![id])?;
+    c.prepare_cached(
+        "UPDATE executions SET status = 'waiting' WHERE id = ? AND status = 'running'",
+    )?
+    .execute(params![id])?;
     // claims = 1: a run that parks did not crash; MAX_CLAIMS counts from here.
     c.prepare_cached(
         "UPDATE jobs SET run_at = ?, lease_owner = NULL, lease_until = NULL, claims = 1 WHERE execution_id = ?",

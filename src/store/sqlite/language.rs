@@ -6,7 +6,9 @@ use super::*;
 impl SqliteStore {
     pub(super) async fn park_run(&self, execution_id: &str, run_at: i64) -> Result<()> {
         self.writer
-            .write_sync(execution_id.to_string(), move |c, id| hot::park(c, id, run_at))
+            .write_sync(execution_id.to_string(), move |c, id| {
+                hot::park(c, id, run_at)
+            })
             .await
     }
 

@@ -547,7 +547,9 @@ impl Store for SqliteStore {
         let (id, steps) = (execution_id.to_string(), steps.to_vec());
         self.writer
             .write_sync((id, steps), |c, (id, steps)| {
-                steps.iter().try_for_each(|s| hot::save_step(c, id, s, None))
+                steps
+                    .iter()
+                    .try_for_each(|s| hot::save_step(c, id, s, None))
             })
             .await
     }

@@ -78,7 +78,9 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&rusqlite::Connection, &A) -> Result<T> + Send + Sync + 'static,
     {
-        let run = Run::Sync(Box::new(move |db| f(db, &args).map(|v| Box::new(v) as Output)));
+        let run = Run::Sync(Box::new(move |db| {
+            f(db, &args).map(|v| Box::new(v) as Output)
+        }));
         self.send(run).await
     }
 
@@ -189,12 +191,15 @@ async fn run_ops(c: &mut Conn, ops: &[Op], savepoints: bool) -> Result<Vec<Resul
         if !begun || matches!(ops[i].run, Run::Sync(_)) {
             let locked = c.direct.lock(&mut c.conn).await?;
             if !begun {
-                if let Err(e) = locked.db.execute_batch("BEGIN IMMEDIATE") {
-                    return Err(e.into());
-                }
+                // No fsync; it waits (busy_timeout) only if another process is writing.
+                locked.db.execute_batch("BEGIN IMMEDIATE")?;
                 begun = true;
             }
-            while let Some(Op { run: Run::Sync(run), .. }) = ops.get(i) {
+            while let Some(Op {
+                run: Run::Sync(run),
+                ..
+            }) = ops.get(i)
+            {
                 results.push(if savepoints {
                     sync_in_savepoint(locked.db, run)?
                 } else {
@@ -203,7 +208,11 @@ async fn run_ops(c: &mut Conn, ops: &[Op], savepoints: bool) -> Result<Vec<Resul
                 i += 1;
             }
         }
-        while let Some(Op { run: Run::Async(run), .. }) = ops.get(i) {
+        while let Some(Op {
+            run: Run::Async(run),
+            ..
+        }) = ops.get(i)
+        {
             results.push(if savepoints {
                 async_in_savepoint(&mut c.conn, run).await?
             } else {
