@@ -76,9 +76,25 @@ impl StepRun<'_> {
                 .is_some_and(|a| a.is_pure())
     }
 
+    /// Saves the step, with the deferred results, in one write.
     pub async fn save(&self, rec: &StepRecord) -> Result<(), StoreError> {
-        self.with_deferred(self.engine.store.save_step(&self.execution.id, rec, None))
+        let mut steps = self.take_deferred();
+        if steps.is_empty() {
+            return self
+                .engine
+                .store
+                .save_step(&self.execution.id, rec, None)
+                .await;
+        }
+        steps.push(rec.clone());
+        self.engine
+            .store
+            .save_steps(&self.execution.id, &steps)
             .await
+    }
+
+    fn take_deferred(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Keeps a step's result for the run's next write.
@@ -96,25 +112,18 @@ impl StepRun<'_> {
         &self,
         write: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let deferred =
-            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        let deferred = self.take_deferred();
         if deferred.is_empty() {
             return write.await;
         }
         let store = &self.engine.store;
-        let saves = deferred
-            .iter()
-            .map(|rec| store.save_step(&self.execution.id, rec, None));
+        let saves = store.save_steps(&self.execution.id, &deferred);
         if store.orders_concurrent_writes() {
             // try_join polls in order, so the deferred saves are queued before `write`.
-            let (_, out) =
-                futures_util::future::try_join(futures_util::future::try_join_all(saves), write)
-                    .await?;
+            let (_, out) = futures_util::future::try_join(saves, write).await?;
             return Ok(out);
         }
-        for save in saves {
-            save.await?;
-        }
+        saves.await?;
         write.await
     }
 }

@@ -59,6 +59,32 @@ pub fn sqlite_hint(code: &str) -> Option<&'static str> {
     })
 }
 
+/// The same mapping for the statements SQLite runs through rusqlite (`sqlite/hot.rs`). sqlx
+/// turns on extended result codes for its connections, so `extended_code` tells a unique or
+/// primary-key violation from the other constraints, as `is_unique_violation` does.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        match &e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.extended_code,
+                    SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                StoreError::Conflict
+            }
+            rusqlite::Error::SqliteFailure(f, _) => match sqlite_hint(&f.extended_code.to_string())
+            {
+                Some(hint) => StoreError::Unavailable(format!("{hint} ({e})")),
+                None => StoreError::Unavailable(e.to_string()),
+            },
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Runs the migrations; a database that a newer alertflow migrated is refused with a message
@@ -472,6 +498,13 @@ pub trait Store: Send + Sync + 'static {
         step: &StepRecord,
         remember: Option<&Remember>,
     ) -> Result<()>;
+    /// Saves several steps' states in one transaction (no memory).
+    async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
+        for step in steps {
+            self.save_step(execution_id, step, None).await?;
+        }
+        Ok(())
+    }
     /// Puts a run aside until `run_at` (a wait, an approval, a retry's backoff): it holds no
     /// worker, and the job comes back then, or earlier when woken.
     async fn park(&self, execution_id: &str, run_at: i64) -> Result<()>;

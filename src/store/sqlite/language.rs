@@ -3,65 +3,11 @@
 
 use super::*;
 
-pub(super) async fn remember(c: &mut SqliteConnection, r: &Remember, now: i64) -> Result<()> {
-    for (name, value) in &r.values {
-        if value.is_null() {
-            sqlx::query(
-                "DELETE FROM memory WHERE workflow_id = ? AND fingerprint = ? AND name = ?",
-            )
-            .bind(&r.workflow_id)
-            .bind(&r.fingerprint)
-            .bind(name)
-            .execute(&mut *c)
-            .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO memory (workflow_id, fingerprint, name, value, updated_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (workflow_id, fingerprint, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            )
-            .bind(&r.workflow_id).bind(&r.fingerprint).bind(name).bind(value.to_string()).bind(now)
-            .execute(&mut *c).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Marks the unfinished runs about these alerts resolved, and brings waiting ones forward so
-/// that their `until_resolved` waits end now.
-pub(super) async fn mark_resolved(
-    c: &mut SqliteConnection,
-    workflow_id: &str,
-    keys: &[String],
-    now: i64,
-) -> Result<()> {
-    let keys = serde_json::to_string(keys).unwrap_or_default();
-    let woken: Vec<String> = sqlx::query_scalar(
-        "UPDATE executions SET resolved_at = ? WHERE workflow_id = ? AND alert_key IN (SELECT value FROM json_each(?))
-           AND status IN ('pending', 'running', 'waiting') AND resolved_at IS NULL RETURNING id",
-    )
-    .bind(now).bind(workflow_id).bind(&keys)
-    .fetch_all(&mut *c).await?;
-    if !woken.is_empty() {
-        sqlx::query("UPDATE jobs SET run_at = ? WHERE run_at > ? AND execution_id IN (SELECT value FROM json_each(?))")
-            .bind(now).bind(now).bind(serde_json::to_string(&woken).unwrap_or_default())
-            .execute(&mut *c).await?;
-    }
-    Ok(())
-}
-
 impl SqliteStore {
     pub(super) async fn park_run(&self, execution_id: &str, run_at: i64) -> Result<()> {
         self.writer
-            .write(execution_id.to_string(), move |c, id| {
-                async move {
-                    sqlx::query("UPDATE executions SET status = 'waiting' WHERE id = ? AND status = 'running'")
-                        .bind(id.as_str()).execute(&mut *c).await?;
-                    // claims = 1: a run that parks did not crash; MAX_CLAIMS counts from here.
-                    sqlx::query("UPDATE jobs SET run_at = ?, lease_owner = NULL, lease_until = NULL, claims = 1 WHERE execution_id = ?")
-                        .bind(run_at).bind(id.as_str()).execute(&mut *c).await?;
-                    Ok(())
-                }
-                .boxed()
+            .write_sync(execution_id.to_string(), move |c, id| {
+                hot::park(c, id, run_at)
             })
             .await
     }
@@ -242,19 +188,17 @@ impl SqliteStore {
         now: i64,
     ) -> Result<bool> {
         self.writer
-            .write((due.clone(), execution.clone()), move |c, args| {
-                async move {
-                    let (due, ex) = &*args;
-                    let moved = sqlx::query("UPDATE schedules SET next_fire_at = ? WHERE workflow_id = ? AND next_fire_at = ?")
-                        .bind(next).bind(&due.workflow_id).bind(due.next_fire_at)
-                        .execute(&mut *c).await?;
-                    if moved.rows_affected() == 0 {
-                        return Ok(false);
-                    }
-                    insert_execution(c, ex, None, now).await?;
-                    Ok(true)
+            .write_sync((due.clone(), execution.clone()), move |c, (due, ex)| {
+                let moved = c
+                    .prepare_cached(
+                        "UPDATE schedules SET next_fire_at = ? WHERE workflow_id = ? AND next_fire_at = ?",
+                    )?
+                    .execute(rusqlite::params![next, due.workflow_id, due.next_fire_at])?;
+                if moved == 0 {
+                    return Ok(false);
                 }
-                .boxed()
+                hot::insert_execution(c, ex, None, now)?;
+                Ok(true)
             })
             .await
     }

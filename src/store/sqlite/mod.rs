@@ -1,3 +1,5 @@
+mod direct;
+mod hot;
 mod language;
 mod users;
 mod writer;
@@ -16,6 +18,8 @@ use writer::Writer;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
+    /// The hot reads (a delivery's lookup, a run's state), synchronous (see `direct.rs`).
+    readers: direct::Readers,
 }
 
 impl SqliteStore {
@@ -52,11 +56,15 @@ impl SqliteStore {
         super::migrate(sqlx::migrate!("migrations/sqlite"), &write).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts)
+            // A ping before each acquire is one more round trip to the connection's worker
+            // thread per read; a local file's connection does not go stale.
+            .test_before_acquire(false)
+            .connect_with(opts.clone())
             .await?;
         Ok(SqliteStore {
             pool,
             writer: Writer::start(write, commit_batch),
+            readers: direct::Readers::new(opts),
         })
     }
 }
@@ -313,34 +321,9 @@ impl Store for SqliteStore {
         key_digest: &str,
         workflow_id: &str,
     ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
-        let row = sqlx::query(
-            "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
-                    w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
-             FROM (SELECT 1)
-             LEFT JOIN api_keys k ON k.digest = ?1
-             LEFT JOIN workflows w ON w.id = ?2
-             LEFT JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
-        )
-        .bind(key_digest)
-        .bind(workflow_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let key = row
-            .get::<Option<String>, _>("name")
-            .is_some()
-            .then(|| key_from_row(&row));
-        let workflow = row
-            .get::<Option<String>, _>("w_id")
-            .map(|id| WorkflowRecord {
-                id,
-                version: row.get("version"),
-                document: row.get("document"),
-                // Not needed to take a delivery.
-                source: String::new(),
-                created_at: row.get("w_created_at"),
-                updated_at: row.get("w_updated_at"),
-            });
-        Ok((key, workflow))
+        self.readers
+            .read(|c| hot::hook_lookup(c, key_digest, workflow_id))
+            .await
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
@@ -438,15 +421,7 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
-        self.writer
-            .write(event, move |c, args| {
-                async move {
-                    let event = &*args;
-                    ingest(c, event).await
-                }
-                .boxed()
-            })
-            .await
+        self.writer.write_sync(event, hot::ingest).await
     }
 
     async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
@@ -499,24 +474,13 @@ impl Store for SqliteStore {
     }
 
     async fn execution_input(&self, id: &str) -> Result<Bytes> {
-        let body: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Bytes::from(body.unwrap_or_default()))
+        self.readers.read(|c| hot::execution_input(c, id)).await
     }
 
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
-        let ex = execution.clone();
         self.writer
-            .write(ex, move |c, args| {
-                async move {
-                    let ex = &*args;
-                    insert_execution(c, ex, None, now).await
-                }
-                .boxed()
+            .write_sync(execution.clone(), move |c, ex| {
+                hot::insert_execution(c, ex, None, now)
             })
             .await
     }
@@ -528,31 +492,9 @@ impl Store for SqliteStore {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, i64)>> {
-        let node = node.to_string();
         self.writer
-            .write(node, move |c, args| {
-                async move {
-                    let node = &*args;
-                    let claimed: Vec<(String, i64)> = sqlx::query_as(
-                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, claims = claims + 1 WHERE execution_id IN (
-                            SELECT j.execution_id FROM jobs j JOIN executions x ON x.id = j.execution_id
-                            WHERE j.run_at <= ?3 AND (j.lease_until IS NULL OR j.lease_until < ?3)
-                              AND (x.lock_key IS NULL OR NOT EXISTS (
-                                SELECT 1 FROM executions o WHERE o.workflow_id = x.workflow_id AND o.lock_key = x.lock_key
-                                  AND o.id < x.id AND o.status IN ('pending', 'running', 'waiting')))
-                            ORDER BY j.run_at LIMIT ?4) RETURNING execution_id, claims",
-                    )
-                    .bind(node).bind(now + lease_ms).bind(now).bind(limit as i64)
-                    .fetch_all(&mut *c).await?;
-                    if !claimed.is_empty() {
-                        let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
-                        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('pending', 'running', 'waiting')")
-                            .bind(now).bind(serde_json::to_string(&ids).unwrap_or_default())
-                            .execute(&mut *c).await?;
-                    }
-                    Ok(claimed)
-                }
-                .boxed()
+            .write_sync(node.to_string(), move |c, node| {
+                hot::claim_jobs(c, node, now, lease_ms, limit)
             })
             .await
     }
@@ -565,17 +507,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<String>> {
         let ids = serde_json::to_string(&execution_ids).unwrap_or_default();
         self.writer
-            .write((node.to_string(), ids), move |c, args| {
-                async move {
-                    let (node, ids) = &*args;
-                    sqlx::query("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND execution_id IN (SELECT value FROM json_each(?))")
-                        .bind(until).bind(node).bind(ids)
-                        .execute(&mut *c).await?;
-                    let cancelled: Vec<String> = sqlx::query_scalar("SELECT id FROM executions WHERE cancel_requested = 1 AND id IN (SELECT value FROM json_each(?))")
-                        .bind(ids).fetch_all(&mut *c).await?;
-                    Ok(cancelled)
-                }
-                .boxed()
+            .write_sync((node.to_string(), ids), move |c, (node, ids)| {
+                hot::extend_leases(c, node, ids, until)
             })
             .await
     }
@@ -596,35 +529,9 @@ impl Store for SqliteStore {
     }
 
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
-        let row = sqlx::query(
-            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
-                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
-                    x.created_at, x.started_at, x.finished_at,
-                    -- The runs of a split delivery share its body: the engine reads it once.
-                    CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END AS body
-             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
-        )
-        .bind(execution_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let input: Option<Vec<u8>> = row.get("body");
-        let steps = if fresh {
-            Vec::new()
-        } else {
-            let sql = format!(
-                "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = ? ORDER BY position"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(execution_id)
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter().map(step_from_row).collect()
-        };
-        Ok(RunState {
-            execution: execution_from_row(&row),
-            input: Bytes::from(input.unwrap_or_default()),
-            steps,
-        })
+        self.readers
+            .read(|c| hot::load_run(c, execution_id, fresh))
+            .await
     }
 
     async fn save_step(
@@ -635,27 +542,19 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (id, s, remember) = (execution_id.to_string(), s.clone(), remember.cloned());
         self.writer
-            .write((id, s, remember), move |c, args| {
-                async move {
-                    let (id, s, remember) = &*args;
-                    sqlx::query(
-                        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-                           input = excluded.input, output = excluded.output, error = excluded.error,
-                           started_at = excluded.started_at, finished_at = excluded.finished_at,
-                           attempt_log = excluded.attempt_log, items = excluded.items",
-                    )
-                    .bind(id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
-                    .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
-                    .bind(&s.attempt_log).bind(&s.items)
-                    .execute(&mut *c).await?;
-                    if let Some(r) = remember {
-                        language::remember(c, r, s.finished_at.unwrap_or_default()).await?;
-                    }
-                    Ok(())
-                }
-                .boxed()
+            .write_sync((id, s, remember), |c, (id, s, remember)| {
+                hot::save_step(c, id, s, remember.as_ref())
+            })
+            .await
+    }
+
+    async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
+        let (id, steps) = (execution_id.to_string(), steps.to_vec());
+        self.writer
+            .write_sync((id, steps), |c, (id, steps)| {
+                steps
+                    .iter()
+                    .try_for_each(|s| hot::save_step(c, id, s, None))
             })
             .await
     }
@@ -673,16 +572,8 @@ impl Store for SqliteStore {
             error.map(str::to_string),
         );
         self.writer
-            .write((id, status, error), move |c, args| {
-                async move {
-                    let (id, status, error) = &*args;
-                    sqlx::query("UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?")
-                        .bind(status).bind(error).bind(now).bind(now).bind(id)
-                        .execute(&mut *c).await?;
-                    sqlx::query("DELETE FROM jobs WHERE execution_id = ?").bind(id).execute(&mut *c).await?;
-                    Ok(())
-                }
-                .boxed()
+            .write_sync((id, status, error), move |c, (id, status, error)| {
+                hot::finish_execution(c, id, status, error.as_deref(), now)
             })
             .await
     }
@@ -790,95 +681,4 @@ async fn save_workflow(
             .execute(&mut *c).await?;
     }
     Ok(outcome)
-}
-
-async fn ingest(c: &mut SqliteConnection, ev: &NewEvent) -> Result<Ingested> {
-    let mut outcome = ev.outcome;
-    let mut status = ev.status_code;
-    let mut reason = ev.reason.clone();
-    if let Some((key, window_ms)) = &ev.dedupe {
-        let original: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM events WHERE workflow_id = ? AND dedupe_key = ? AND received_at >= ? AND outcome IN ('started', 'filtered') LIMIT 1",
-        )
-        .bind(&ev.workflow_id).bind(key).bind(ev.received_at - window_ms)
-        .fetch_optional(&mut *c).await?;
-        if let Some(original) = original {
-            outcome = "duplicate";
-            status = 202;
-            reason = Some(format!("same notification as event {original}"));
-        }
-    }
-    let mut admitted: &[NewExecution] = if outcome == "started" {
-        &ev.executions
-    } else {
-        &[]
-    };
-    if let (Some((count, per_ms)), false) = (ev.max_runs, admitted.is_empty()) {
-        let recent: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM executions WHERE workflow_id = ? AND created_at > ? AND event_id IS NOT NULL",
-        )
-        .bind(&ev.workflow_id).bind(ev.received_at - per_ms)
-        .fetch_one(&mut *c).await?;
-        let room = (count - recent).max(0) as usize;
-        if room < admitted.len() {
-            let held = admitted.len() - room;
-            reason = Some(format!(
-                "max_runs: {held} of {} run(s) held back ({count} per {}s)",
-                admitted.len(),
-                per_ms / 1000
-            ));
-            if room == 0 {
-                outcome = "throttled";
-            }
-            admitted = &admitted[..room];
-        }
-    }
-    let executions: Vec<String> = admitted.iter().map(|e| e.id.clone()).collect();
-    sqlx::query(
-        "INSERT INTO events (id, workflow_id, received_at, outcome, status_code, reason, key_name, dedupe_key, executions, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&ev.id).bind(&ev.workflow_id).bind(ev.received_at).bind(outcome).bind(status as i64)
-    .bind(&reason).bind(&ev.key_name).bind(ev.dedupe.as_ref().map(|d| &d.0))
-    .bind(serde_json::to_string(&executions).unwrap_or_default())
-    .bind(ev.body.as_deref())
-    .execute(&mut *c).await?;
-    for ex in admitted {
-        insert_execution(c, ex, Some(&ev.id), ev.received_at).await?;
-    }
-    if !ev.resolved_keys.is_empty() {
-        language::mark_resolved(c, &ev.workflow_id, &ev.resolved_keys, ev.received_at).await?;
-    }
-    if let Some(key) = ev.key_name.as_ref().filter(|_| ev.touch_key) {
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE name = ?")
-            .bind(ev.received_at)
-            .bind(key)
-            .execute(&mut *c)
-            .await?;
-    }
-    Ok(Ingested {
-        outcome,
-        executions,
-    })
-}
-
-async fn insert_execution(
-    c: &mut SqliteConnection,
-    ex: &NewExecution,
-    event_id: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
-    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref())
-    .bind(&ex.alert_key).bind(&ex.lock_key).bind(&ex.replay_of).bind(now)
-    .execute(&mut *c).await?;
-    sqlx::query("INSERT INTO jobs (execution_id, run_at) VALUES (?, ?)")
-        .bind(&ex.id)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
 }
