@@ -331,7 +331,7 @@ pub(super) fn load_run(c: &Connection, execution_id: &str, fresh: bool) -> Resul
                 started_at: r.get(13)?,
                 finished_at: r.get(14)?,
             };
-            Ok((execution, r.get::<_, Option<Vec<u8>>>(15)?))
+            Ok((execution, body(r, 15)?))
         })?;
     let steps = if fresh {
         Vec::new()
@@ -365,10 +365,20 @@ pub(super) fn load_run(c: &Connection, execution_id: &str, fresh: bool) -> Resul
 
 /// The body an execution runs on: its own input (manual runs) or its delivery's.
 pub(super) fn execution_input(c: &Connection, id: &str) -> Result<Bytes> {
-    let body: Option<Vec<u8>> = c
+    let body = c
         .prepare_cached(
             "SELECT COALESCE(x.input, e.body) FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = ?",
         )?
-        .query_row(params![id], |r| r.get(0))?;
+        .query_row(params![id], |r| body(r, 0))?;
     Ok(Bytes::from(body.unwrap_or_default()))
+}
+
+/// A body column: written as a BLOB, but read as text too, as sqlx's decoding did.
+fn body(r: &rusqlite::Row, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(i)? {
+        ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(b.to_vec())),
+        ValueRef::Null => Ok(None),
+        _ => r.get(i),
+    }
 }
