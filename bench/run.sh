@@ -100,9 +100,12 @@ for bin in "$ALERTFLOW" "$HARNESS"; do
     [[ -x $bin ]] || { echo "run.sh: no $bin (drop --no-build)" >&2; exit 2; }
 done
 if [[ $PEERS == 1 ]]; then
-    # npm ci installs exactly the committed lock files, into folders git ignores.
-    [[ -f $NODE_RED ]] || { echo "== npm ci (node-red)" >&2; (cd "$BENCH/node-red" && npm ci --no-audit --no-fund --loglevel=error); }
-    [[ -f $N8N ]] || { echo "== npm ci (n8n, a few minutes)" >&2; (cd "$BENCH/n8n" && npm ci --no-audit --no-fund --loglevel=error); }
+    # From the committed lock files, into folders git ignores. `npm install --no-save` rather
+    # than `npm ci`: this npm leaves other platforms' optional packages out of lock files, and
+    # `npm ci` then refuses them; --no-save installs what they pin and leaves them as they are.
+    npm_install=(npm install --no-audit --no-fund --no-save --loglevel=error)
+    [[ -f $NODE_RED ]] || { echo "== npm install (node-red)" >&2; (cd "$BENCH/node-red" && "${npm_install[@]}"); }
+    [[ -f $N8N ]] || { echo "== npm install (n8n, a few minutes)" >&2; (cd "$BENCH/n8n" && "${npm_install[@]}"); }
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/alertflow-bench.XXXXXX")
