@@ -206,4 +206,8 @@ async fn a_429_with_retry_after_is_waited_out_by_every_integration() {
             "{action}: the 429, then the request again"
         );
     }
+    figures(
+        "a_429_with_retry_after_is_waited_out_by_every_integration",
+        json!({"actions": runs.len(), "requests_each": 2, "succeeded": runs.len()}),
+    );
 }
