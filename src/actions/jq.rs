@@ -29,13 +29,7 @@ fn denied_call(program: &str) -> Option<&'static str> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
+            b'"' => i = string_end(bytes, i),
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = i;
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
@@ -55,6 +49,15 @@ fn denied_call(program: &str) -> Option<&'static str> {
     None
 }
 
+/// Just past the string literal that opens at `open` (its escapes skipped).
+fn string_end(bytes: &[u8], open: usize) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() && bytes[i] != b'"' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
 /// The longest jq program and the deepest nesting a workflow may have: jaq's parser recurses,
 /// and a program past these could overflow the stack of the thread that compiles it (which
 /// would abort the process). Real programs are far inside both.
@@ -70,10 +73,8 @@ fn nesting(program: &str) -> usize {
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
+                i = string_end(bytes, i);
+                continue;
             }
             b'(' | b'[' | b'{' => {
                 depth += 1;

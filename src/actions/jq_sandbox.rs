@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -22,15 +23,12 @@ const WORKER_MEMORY: u64 = 1 << 30;
 
 #[derive(Serialize, Deserialize)]
 struct Request<'a> {
-    program: std::borrow::Cow<'a, str>,
-    input: Value,
+    program: Cow<'a, str>,
+    input: Cow<'a, Value>,
 }
 
-#[derive(Serialize, Deserialize)]
-enum Answer {
-    Ok(Value),
-    Err(String),
-}
+/// The program's result, or its error.
+type Answer = Result<Value, String>;
 
 pub struct Sandbox {
     /// The alertflow binary, which runs workers with [`WORKER_ARG`].
@@ -67,7 +65,7 @@ impl Sandbox {
         };
         let mut line = serde_json::to_vec(&Request {
             program: program.into(),
-            input: input.clone(),
+            input: Cow::Borrowed(input),
         })
         .map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -89,10 +87,7 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(worker);
-        match answer {
-            Answer::Ok(v) => Ok(v),
-            Answer::Err(e) => Err(e),
-        }
+        answer
     }
 
     fn spawn(&self) -> Result<Worker, String> {
@@ -138,11 +133,8 @@ fn serve() -> std::io::Result<()> {
     for line in stdin.lines() {
         let line = line?;
         let answer = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => match super::jq::run_jq(&req.program, req.input) {
-                Ok(v) => Answer::Ok(v),
-                Err(e) => Answer::Err(e),
-            },
-            Err(e) => Answer::Err(format!("jq: bad request to the worker: {e}")),
+            Ok(req) => super::jq::run_jq(&req.program, req.input.into_owned()),
+            Err(e) => Err(format!("jq: bad request to the worker: {e}")),
         };
         serde_json::to_writer(&mut stdout, &answer)?;
         stdout.write_all(b"\n")?;

@@ -30,63 +30,66 @@ impl Limiter {
 
     /// Whether `key` may go on now; when not, how long until it may.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let rate = self.burst / self.per.as_secs_f64();
-        let tokens = self.refill(&buckets, key, now, rate);
-        if tokens >= 1.0 {
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64(((1.0 - tokens) / rate).max(1.0)))
+        let buckets = self.lock();
+        self.wait(self.refill(&buckets, key, Instant::now()))
     }
 
     /// Counts one event against `key` if it may go on now; else how long until it may.
     pub fn take(&self, key: &str) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.lock();
         let now = Instant::now();
-        let rate = self.burst / self.per.as_secs_f64();
-        let tokens = self.refill(&buckets, key, now, rate);
-        if tokens < 1.0 {
-            return Err(Duration::from_secs_f64(((1.0 - tokens) / rate).max(1.0)));
-        }
-        if buckets.len() > MAX_KEYS {
-            buckets.clear();
-        }
-        match buckets.get_mut(key) {
-            Some(bucket) => *bucket = (tokens - 1.0, now),
-            None => {
-                buckets.insert(key.to_string(), (tokens - 1.0, now));
-            }
-        }
+        let tokens = self.refill(&buckets, key, now);
+        self.wait(tokens)?;
+        store(&mut buckets, key, tokens - 1.0, now);
         Ok(())
     }
 
     /// Counts one event (a failure) against `key`.
     pub fn spend(&self, key: &str) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.lock();
         let now = Instant::now();
-        let rate = self.burst / self.per.as_secs_f64();
-        let tokens = self.refill(&buckets, key, now, rate);
-        if buckets.len() > MAX_KEYS {
-            buckets.clear();
-        }
-        buckets.insert(key.to_string(), ((tokens - 1.0).max(0.0), now));
+        let tokens = self.refill(&buckets, key, now);
+        store(&mut buckets, key, (tokens - 1.0).max(0.0), now);
     }
 
-    fn refill(
-        &self,
-        buckets: &HashMap<String, (f64, Instant)>,
-        key: &str,
-        now: Instant,
-        rate: f64,
-    ) -> f64 {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (f64, Instant)>> {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rate(&self) -> f64 {
+        self.burst / self.per.as_secs_f64()
+    }
+
+    /// Nothing with a token to spend; else how long until there is one.
+    fn wait(&self, tokens: f64) -> Result<(), Duration> {
+        if tokens >= 1.0 {
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64(
+            ((1.0 - tokens) / self.rate()).max(1.0),
+        ))
+    }
+
+    /// The tokens `key` has now.
+    fn refill(&self, buckets: &HashMap<String, (f64, Instant)>, key: &str, now: Instant) -> f64 {
         match buckets.get(key) {
             Some(&(tokens, at)) => {
-                (tokens + now.duration_since(at).as_secs_f64() * rate).min(self.burst)
+                (tokens + now.duration_since(at).as_secs_f64() * self.rate()).min(self.burst)
             }
             None => self.burst,
         }
     }
+}
+
+fn store(buckets: &mut HashMap<String, (f64, Instant)>, key: &str, tokens: f64, now: Instant) {
+    if let Some(bucket) = buckets.get_mut(key) {
+        *bucket = (tokens, now);
+        return;
+    }
+    if buckets.len() >= MAX_KEYS {
+        buckets.clear();
+    }
+    buckets.insert(key.to_string(), (tokens, now));
 }
 
 pub struct Limits {

@@ -13,33 +13,52 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 use tokio::process::{Child, Command};
 
-/// A tmpfs mounted on a temporary directory, unmounted on drop.
+/// A temporary directory something is mounted on; unmounted (lazily) on drop.
+struct MountPoint(tempfile::TempDir);
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Why a disk test cannot run here: a skip, or a failure under `ALERTFLOW_E2E=require`.
+fn cannot_mount<T>(why: &str) -> Option<T> {
+    if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
+        panic!("{why} and ALERTFLOW_E2E=require");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+fn succeeds(cmd: &mut StdCommand) -> bool {
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+/// A tmpfs mounted on a temporary directory.
 struct Tmpfs {
-    dir: tempfile::TempDir,
+    dir: MountPoint,
 }
 
 impl Tmpfs {
     fn mount(megabytes: u32) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = StdCommand::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
-            other => {
-                let why = format!("cannot mount a tmpfs (needs root): {other:?}");
-                if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
-                    panic!("{why} and ALERTFLOW_E2E=require");
-                }
-                eprintln!("SKIPPED: {why}");
-                None
-            }
+        let dir = MountPoint(tempfile::tempdir().unwrap());
+        let mounted = succeeds(
+            StdCommand::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+                .arg(dir.0.path()),
+        );
+        if mounted {
+            return Some(Tmpfs { dir });
         }
+        cannot_mount("cannot mount a tmpfs (needs root)")
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.0.path()
     }
 
     fn remount(&self, mode: &str) {
@@ -64,21 +83,13 @@ impl Tmpfs {
     }
 }
 
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = StdCommand::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// An ext4 file system in an image file, loop-mounted with `errors=remount-ro` on a temporary
 /// directory: the kernel can be told to find an error in it, which turns it read-only under
 /// open files, as a failing disk does. Unmounted on drop.
 struct Ext4 {
-    dir: tempfile::TempDir,
-    _image: tempfile::TempDir,
+    dir: MountPoint,
+    image: PathBuf,
+    _image_dir: tempfile::TempDir,
 }
 
 impl Ext4 {
@@ -89,30 +100,31 @@ impl Ext4 {
             .unwrap()
             .set_len(64 << 20)
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ok = |cmd: &mut StdCommand| cmd.output().is_ok_and(|o| o.status.success());
-        let mounted = ok(StdCommand::new("mkfs.ext4").arg("-q").arg(&image))
-            && ok(StdCommand::new("mount")
-                .args(["-o", "loop,errors=remount-ro"])
-                .arg(&image)
-                .arg(dir.path()));
         let fs = Ext4 {
-            dir,
-            _image: image_dir,
+            dir: MountPoint(tempfile::tempdir().unwrap()),
+            image,
+            _image_dir: image_dir,
         };
-        if mounted && fs.error_trigger().is_some() {
+        if succeeds(StdCommand::new("mkfs.ext4").arg("-q").arg(&fs.image))
+            && fs.mount_image()
+            && fs.error_trigger().is_some()
+        {
             return Some(fs);
         }
-        let why = "cannot loop-mount an ext4 image with an error trigger (needs root, mkfs.ext4 and /sys/fs/ext4/*/trigger_fs_error)";
-        if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
-            panic!("{why} and ALERTFLOW_E2E=require");
-        }
-        eprintln!("SKIPPED: {why}");
-        None
+        cannot_mount("cannot loop-mount an ext4 image with an error trigger (needs root, mkfs.ext4 and /sys/fs/ext4/*/trigger_fs_error)")
+    }
+
+    fn mount_image(&self) -> bool {
+        succeeds(
+            StdCommand::new("mount")
+                .args(["-o", "loop,errors=remount-ro"])
+                .arg(&self.image)
+                .arg(self.path()),
+        )
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.0.path()
     }
 
     /// /sys/fs/ext4/loopN/trigger_fs_error for the device mounted here.
@@ -135,32 +147,12 @@ impl Ext4 {
 
     /// What an operator does after the error: unmount, check, mount again.
     fn repair(&self) {
-        let image = self._image.path().join("fs.img");
-        assert!(StdCommand::new("umount")
-            .arg(self.path())
-            .status()
-            .unwrap()
-            .success());
+        assert!(succeeds(StdCommand::new("umount").arg(self.path())));
         let _ = StdCommand::new("e2fsck")
             .args(["-f", "-y"])
-            .arg(&image)
+            .arg(&self.image)
             .output();
-        assert!(StdCommand::new("mount")
-            .args(["-o", "loop,errors=remount-ro"])
-            .arg(&image)
-            .arg(self.path())
-            .status()
-            .unwrap()
-            .success());
-    }
-}
-
-impl Drop for Ext4 {
-    fn drop(&mut self) {
-        let _ = StdCommand::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
+        assert!(self.mount_image());
     }
 }
 

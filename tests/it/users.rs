@@ -262,42 +262,27 @@ async fn the_cookie_is_secure_behind_an_https_public_url() {
 async fn an_admin_manages_users_resets_passwords_and_keeps_an_admin() {
     let app = spawn_app().await;
     // Bad input names its field.
-    let (status, v) = app
-        .api(
-            Method::POST,
-            "/users",
-            Some(json!({"name": "bad name", "role": "viewer", "password": "long-enough"})),
-        )
-        .await;
-    assert_eq!(
-        (status, v["errors"][0]["path"].as_str()),
-        (422, Some("name")),
-        "{v}"
-    );
-    let (status, v) = app
-        .api(
-            Method::POST,
-            "/users",
-            Some(json!({"name": "vic", "role": "root", "password": "long-enough"})),
-        )
-        .await;
-    assert_eq!(
-        (status, v["errors"][0]["path"].as_str()),
-        (422, Some("role")),
-        "{v}"
-    );
-    let (status, v) = app
-        .api(
-            Method::POST,
-            "/users",
-            Some(json!({"name": "vic", "role": "viewer", "password": "short"})),
-        )
-        .await;
-    assert_eq!(
-        (status, v["errors"][0]["path"].as_str()),
-        (422, Some("password")),
-        "{v}"
-    );
+    for (body, field) in [
+        (
+            json!({"name": "bad name", "role": "viewer", "password": "long-enough"}),
+            "name",
+        ),
+        (
+            json!({"name": "vic", "role": "root", "password": "long-enough"}),
+            "role",
+        ),
+        (
+            json!({"name": "vic", "role": "viewer", "password": "short"}),
+            "password",
+        ),
+    ] {
+        let (status, v) = app.api(Method::POST, "/users", Some(body)).await;
+        assert_eq!(
+            (status, v["errors"][0]["path"].as_str()),
+            (422, Some(field)),
+            "{v}"
+        );
+    }
     create_user(&app, "vic", "viewer", "first-password").await;
     let (status, v) = app
         .api(

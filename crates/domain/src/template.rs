@@ -271,12 +271,7 @@ fn names_read(
         let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
         format!("{}{detail}", e.kind())
     };
-    if src.len() > MAX_TEMPLATE_BYTES {
-        return Err(format!(
-            "the template is {} bytes; the limit is {MAX_TEMPLATE_BYTES}",
-            src.len()
-        ));
-    }
+    check_length(src).map_err(fmt)?;
     if as_condition {
         let src = lone_expression(src).unwrap_or(src);
         let expr = guarded(|| env.compile_expression(src)).map_err(fmt)?;
