@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod plans;
 pub mod startup;
 pub mod store;
 
@@ -37,7 +38,7 @@ pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
     /// The base of webhook URLs.
-    pub public_base: String,
+    pub public_base: Arc<str>,
     /// Tells the engine that new executions are queued.
     pub wake: Arc<Notify>,
     pub clock: clock::Clock,
@@ -46,6 +47,8 @@ pub struct AppState {
     /// True once shutdown began: deliveries are then answered 503, so senders retry elsewhere.
     pub stopping: watch::Receiver<bool>,
     pub limits: Arc<http::limits::Limits>,
+    /// Parsed workflow versions, shared with the engine.
+    pub plans: Arc<plans::Plans>,
 }
 
 pub fn now_ms() -> i64 {
@@ -87,6 +90,7 @@ pub async fn run_until(
     let wake = Arc::new(Notify::new());
     let registry = Registry::builtin().with_shell(config.allow_shell);
     let public_base = config.public_base(bound);
+    let plans = Arc::new(plans::Plans::default());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut engine_task = None;
@@ -121,7 +125,7 @@ pub async fn run_until(
             node_id,
             lease: config.job_lease,
             wake: wake.clone(),
-            workflows: Default::default(),
+            plans: plans.clone(),
             running: Default::default(),
             clock: config.clock.clone(),
             triggers: Default::default(),
@@ -138,12 +142,13 @@ pub async fn run_until(
         master,
         registry,
         metrics,
-        public_base,
+        public_base: public_base.into(),
         wake,
         clock: config.clock.clone(),
         engine: engine_handle,
         stopping: stop_rx.clone(),
         limits: Arc::new(http::limits::Limits::new(&config.rate_limits)),
+        plans,
     };
 
     tracing::info!(listen = %bound, data_dir = %config.data_dir.display(), "alertflow is up");

@@ -104,7 +104,8 @@ pub trait Action: Send + Sync {
 
 #[derive(Clone)]
 pub struct Registry {
-    actions: BTreeMap<&'static str, Arc<dyn Action>>,
+    /// Shared: the registry is cloned with the app state, once per request.
+    actions: Arc<BTreeMap<&'static str, Arc<dyn Action>>>,
     shell_allowed: bool,
 }
 
@@ -128,7 +129,7 @@ impl Registry {
             Arc::new(shell_exec::ShellExec { allowed: false }),
         ];
         Registry {
-            actions: all.into_iter().map(|a| (a.name(), a)).collect(),
+            actions: Arc::new(all.into_iter().map(|a| (a.name(), a)).collect()),
             shell_allowed: false,
         }
     }
@@ -136,7 +137,7 @@ impl Registry {
     /// Whether `shell.exec` may be saved and run (`serve --allow-shell`).
     pub fn with_shell(mut self, allowed: bool) -> Registry {
         let shell: Arc<dyn Action> = Arc::new(shell_exec::ShellExec { allowed });
-        self.actions.insert(shell.name(), shell);
+        Arc::make_mut(&mut self.actions).insert(shell.name(), shell);
         self.shell_allowed = allowed;
         self
     }

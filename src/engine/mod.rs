@@ -17,8 +17,9 @@ use crate::actions::{Clients, Registry};
 use crate::clock::Clock;
 use crate::crypto::MasterKey;
 use crate::metrics::Metrics;
+pub use crate::plans::Plan;
+use crate::plans::Plans;
 use crate::store::{Store, StoreError};
-use alertflow_domain::workflow::{template_names, Split, Workflow};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,8 +31,6 @@ use tokio_util::sync::CancellationToken;
 const MAX_CLAIMS: i64 = 10;
 /// The dispatcher looks for due jobs at least this often, besides being woken by new work.
 const POLL: Duration = Duration::from_millis(1000);
-/// Parsed workflow versions kept in memory; versions never change, so entries never go stale.
-const WORKFLOW_CACHE: usize = 1024;
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -42,7 +41,7 @@ pub struct Engine {
     pub lease: Duration,
     /// Signalled when executions are queued or a running one ends.
     pub wake: Arc<Notify>,
-    pub workflows: Mutex<HashMap<(String, i64), Arc<Plan>>>,
+    pub plans: Arc<Plans>,
     /// Executions running on this node, whose leases the heartbeat keeps, each with the token
     /// that cancels it.
     pub running: Mutex<HashMap<String, CancellationToken>>,
@@ -55,15 +54,6 @@ pub struct Engine {
     pub master: MasterKey,
     /// The base of approval links.
     pub public_base: String,
-}
-
-/// A workflow version, parsed, with what its runs need to load besides their input.
-pub struct Plan {
-    pub wf: Workflow,
-    /// The `secrets.NAME` its templates read.
-    pub secrets: Vec<String>,
-    /// Runs read and write alert memory (`split: per_alert`).
-    pub memory: bool,
 }
 
 impl Engine {
@@ -96,37 +86,7 @@ impl Engine {
 
     /// A workflow version, parsed once.
     async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Plan>, StoreError> {
-        let key = (id.to_string(), version);
-        if let Some(wf) = self
-            .workflows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(wf.clone());
-        }
-        let record = self.store.get_workflow(id, Some(version)).await?;
-        let wf: Workflow = serde_json::from_str(&record.document).map_err(|e| {
-            StoreError::Unavailable(format!("stored workflow {id} v{version} unreadable: {e}"))
-        })?;
-        let mut secrets: Vec<String> = template_names(&wf, "secrets")
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect();
-        secrets.sort();
-        secrets.dedup();
-        let memory = wf.trigger.split() == Split::PerAlert;
-        let wf = Arc::new(Plan {
-            wf,
-            secrets,
-            memory,
-        });
-        let mut cache = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= WORKFLOW_CACHE {
-            cache.clear();
-        }
-        cache.insert(key, wf.clone());
-        Ok(wf)
+        self.plans.load(self.store.as_ref(), id, version).await
     }
 }
 

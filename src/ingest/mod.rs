@@ -7,7 +7,7 @@ use crate::store::{NewEvent, NewExecution};
 use crate::AppState;
 use alertflow_domain::alertmanager::{AlertStatus, Notification, NotificationError};
 use alertflow_domain::template;
-use alertflow_domain::workflow::{Split, TriggerType, Workflow};
+use alertflow_domain::workflow::{Split, TriggerType};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -133,9 +133,11 @@ async fn decide(
 
     let record =
         record.ok_or_else(|| Error::NotFound(format!("no workflow {:?}", d.workflow_id)))?;
-    let wf: Workflow =
-        serde_json::from_str(&record.document).map_err(|e| Error::Internal(e.to_string()))?;
-    let trigger = &wf.trigger;
+    let plan = state
+        .plans
+        .of(&record)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let trigger = &plan.wf.trigger;
     if !trigger.api_keys.is_empty() && !trigger.api_keys.contains(&key.name) {
         return Err(Error::KeyNotAllowed {
             key: key.name,
@@ -167,8 +169,23 @@ async fn decide(
             )));
         }
     }
-    let json: Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?;
+    // A prometheus body is read once, into the notification; a generic tree of it is built
+    // only for `when`, which is the one thing that needs it.
+    let notification = match trigger.kind {
+        TriggerType::Prometheus => Some(Notification::parse(&body).map_err(|e| refusal(&body, e))?),
+        _ => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?;
+            None
+        }
+    };
+    let json: Option<Value> = match trigger.when {
+        Some(_) => Some(
+            serde_json::from_slice(&body)
+                .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
 
     let mut dedupe = None;
     let mut alert_count = None;
@@ -177,20 +194,12 @@ async fn decide(
     let mut alert_keys: Vec<String> = Vec::new();
     let mut group_key = None;
     let mut resolved_keys = Vec::new();
-    if trigger.kind == TriggerType::Prometheus {
-        if !json.is_object() {
-            return Err(Error::NotAlertmanager(NotificationError {
-                field: "(root)".into(),
-                message: format!("expected a JSON object, got {}", json_kind(&json)),
-            }));
-        }
-        let n = Notification::parse(&body).map_err(Error::NotAlertmanager)?;
+    if let Some(n) = notification {
         dedupe = Some((
             n.dedupe_key(),
             trigger.dedupe_window().as_std().as_millis() as i64,
         ));
         alert_count = Some(n.alerts.len());
-        alert_keys = n.alerts.iter().map(|a| a.fingerprint.clone()).collect();
         resolved_keys = n
             .alerts
             .iter()
@@ -200,6 +209,7 @@ async fn decide(
         if n.status == AlertStatus::Resolved {
             resolved_keys.push(n.group_key.clone());
         }
+        alert_keys = n.alerts.into_iter().map(|a| a.fingerprint).collect();
         group_key = Some(n.group_key);
     }
 
@@ -213,10 +223,10 @@ async fn decide(
     };
     let mut chosen = Vec::new();
     // The body is converted for templates once, however many alerts `when` looks at.
-    let body_scope = trigger.when.as_ref().map(|_| template::convert(&json));
+    let body_scope = json.as_ref().map(template::convert);
     for alert_index in candidates {
-        let keep = match (&trigger.when, &body_scope) {
-            (Some(when), Some(body)) => {
+        let keep = match (&trigger.when, &body_scope, &json) {
+            (Some(when), Some(body), Some(json)) => {
                 let vars = match alert_index {
                     Some(i) => json!({"alert": json["alerts"][i]}),
                     None => json!({}),
@@ -279,6 +289,19 @@ async fn decide(
         resolved_keys,
         executions,
     })
+}
+
+/// Why a body is not a notification, named as precisely as it can be: not JSON at all, not
+/// an object, or the field that is wrong.
+fn refusal(body: &[u8], e: NotificationError) -> Error {
+    match serde_json::from_slice::<Value>(body) {
+        Err(e) => Error::NotJson(format!("body is not JSON: {e}")),
+        Ok(v) if !v.is_object() => Error::NotAlertmanager(NotificationError {
+            field: "(root)".into(),
+            message: format!("expected a JSON object, got {}", json_kind(&v)),
+        }),
+        Ok(_) => Error::NotAlertmanager(e),
+    }
 }
 
 fn json_kind(v: &Value) -> &'static str {

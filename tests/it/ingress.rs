@@ -179,6 +179,15 @@ async fn bad_deliveries_get_their_status_and_nothing_accepted_is_lost() {
             "not JSON",
         ),
         (
+            // A whole notification with more after it is not one JSON document.
+            format!("/hooks/notify?x-api-key={key}"),
+            [good.as_slice(), b" {}"].concat(),
+            "application/json",
+            415,
+            "not_json",
+            "trailing characters",
+        ),
+        (
             format!("/hooks/notify?x-api-key={key}"),
             b"[1,2]".to_vec(),
             "application/json",
@@ -241,7 +250,7 @@ async fn bad_deliveries_get_their_status_and_nothing_accepted_is_lost() {
     codes.sort();
     assert_eq!(
         codes,
-        vec![400, 400, 400, 401, 401, 403, 404, 413, 415, 415]
+        vec![400, 400, 400, 401, 401, 403, 404, 413, 415, 415, 415]
     );
 
     // Nothing accepted was lost or changed.
@@ -460,4 +469,54 @@ async fn the_openapi_document_describes_the_routes() {
         doc["components"]["securitySchemes"]["admin_token"]["scheme"],
         "bearer"
     );
+}
+
+#[tokio::test]
+async fn a_changed_key_or_workflow_counts_from_the_next_delivery() {
+    // The webhook's lookup is cached in memory; every change must still show at once.
+    let (app, key) = app_with_notify().await;
+    // Each delivery a different notification, so none is a duplicate of another.
+    let mut sent = 0;
+    let mut body = || {
+        sent += 1;
+        String::from_utf8(fixture("prometheus-rule-firing.json"))
+            .unwrap()
+            .replace("23:07:31", &format!("23:07:{:02}", sent))
+            .into_bytes()
+    };
+    let (status, v) = app.hook("notify", &key, body()).await;
+    assert_eq!(status, 202, "{v}");
+    let ex = app.finished(v["executions"][0].as_str().unwrap()).await;
+    assert_eq!(ex["steps"][0]["output"], "firing");
+
+    app.apply_ok(&NOTIFY.replace("trigger.status", "trigger.receiver"))
+        .await;
+    let (status, v) = app.hook("notify", &key, body()).await;
+    assert_eq!(status, 202, "{v}");
+    let ex = app.finished(v["executions"][0].as_str().unwrap()).await;
+    assert_eq!(ex["version"], 2, "{ex}");
+    assert_eq!(ex["steps"][0]["output"], "hook");
+
+    // A key no longer allowed, then one deleted, is refused at its next delivery.
+    let other = app.create_key("other").await;
+    let (status, _) = app.hook("notify", &other, body()).await;
+    assert_eq!(status, 403);
+    app.apply_ok(&NOTIFY.replace("[ops]", "[ops, other]")).await;
+    let (status, v) = app.hook("notify", &other, body()).await;
+    assert_eq!(status, 202, "{v}");
+    let (status, _) = app.api(reqwest::Method::DELETE, "/keys/ops", None).await;
+    assert_eq!(status, 204);
+    let (status, v) = app.hook("notify", &key, body()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (401, Some("invalid_api_key")),
+        "{v}"
+    );
+
+    let (status, _) = app
+        .api(reqwest::Method::DELETE, "/workflows/notify", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = app.hook("notify", &other, body()).await;
+    assert_eq!(status, 404);
 }

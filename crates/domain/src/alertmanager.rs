@@ -60,8 +60,8 @@ pub struct NotificationError {
 impl Notification {
     /// Parses a webhook body. The raw bytes stay with the caller; this only reads them.
     pub fn parse(body: &[u8]) -> Result<Notification, NotificationError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let n: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let n: Notification = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = strip_position(&inner.to_string());
@@ -69,6 +69,10 @@ impl Notification {
                 field: if path == "." { "(root)".into() } else { path },
                 message,
             }
+        })?;
+        de.end().map_err(|e| NotificationError {
+            field: "(root)".into(),
+            message: strip_position(&e.to_string()),
         })?;
         if n.version != "4" {
             return Err(NotificationError {

@@ -1,4 +1,5 @@
 mod direct;
+mod hook_cache;
 mod hot;
 mod language;
 mod users;
@@ -20,6 +21,7 @@ pub struct SqliteStore {
     writer: Writer,
     /// The hot reads (a delivery's lookup, a run's state), synchronous (see `direct.rs`).
     readers: direct::Readers,
+    hooks: hook_cache::HookCache,
 }
 
 impl SqliteStore {
@@ -65,6 +67,7 @@ impl SqliteStore {
             pool,
             writer: Writer::start(write, commit_batch),
             readers: direct::Readers::new(opts),
+            hooks: Default::default(),
         })
     }
 }
@@ -287,7 +290,8 @@ impl Store for SqliteStore {
 
     async fn create_key(&self, key: &KeyRecord) -> Result<()> {
         let key = key.clone();
-        self.writer
+        let done = self
+            .writer
             .write(key, move |c, args| {
                 async move {
                     let key = &*args;
@@ -298,7 +302,9 @@ impl Store for SqliteStore {
                 }
                 .boxed()
             })
-            .await
+            .await;
+        self.hooks.clear();
+        done
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
@@ -321,14 +327,25 @@ impl Store for SqliteStore {
         key_digest: &str,
         workflow_id: &str,
     ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
-        self.readers
+        if let Some(lookup) = self.hooks.get(key_digest, workflow_id) {
+            return Ok(lookup);
+        }
+        let generation = self.hooks.generation();
+        let lookup = self
+            .readers
             .read(|c| hot::hook_lookup(c, key_digest, workflow_id))
-            .await
+            .await?;
+        self.hooks
+            .keep(generation, key_digest, workflow_id, &lookup);
+        Ok(lookup)
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
-        self.delete_one("DELETE FROM api_keys WHERE name = ?", name)
-            .await
+        let deleted = self
+            .delete_one("DELETE FROM api_keys WHERE name = ?", name)
+            .await;
+        self.hooks.clear();
+        deleted
     }
 
     async fn save_workflow(
@@ -340,7 +357,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<SaveOutcome> {
         let (id, document, source) = (id.to_string(), document.to_string(), source.to_string());
-        self.writer
+        let done = self
+            .writer
             .write((id, document, source), move |c, args| {
                 async move {
                     let (id, document, source) = &*args;
@@ -355,7 +373,9 @@ impl Store for SqliteStore {
                 }
                 .boxed()
             })
-            .await
+            .await;
+        self.hooks.clear();
+        done
     }
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>> {
@@ -399,7 +419,8 @@ impl Store for SqliteStore {
     }
 
     async fn delete_workflow(&self, id: &str) -> Result<()> {
-        self.writer
+        let done = self
+            .writer
             .write(id.to_string(), move |c, id| {
                 async move {
                     sqlx::query("DELETE FROM schedules WHERE workflow_id = ?")
@@ -417,11 +438,19 @@ impl Store for SqliteStore {
                 }
                 .boxed()
             })
-            .await
+            .await;
+        self.hooks.clear();
+        done
     }
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
-        self.writer.write_sync(event, hot::ingest).await
+        let touches_key = event.touch_key && event.key_name.is_some();
+        let ingested = self.writer.write_sync(event, hot::ingest).await;
+        if touches_key {
+            // The cached key's last use is now old; the next lookup reads the new one.
+            self.hooks.clear();
+        }
+        ingested
     }
 
     async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {

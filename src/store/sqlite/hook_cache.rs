@@ -1,0 +1,113 @@
+//! The webhook's lookup (a key by its digest, a workflow's current version), kept in memory.
+//!
+//! Every delivery needs it and it rarely changes: keys and workflows change through this
+//! process's own writes, which clear the cache once committed. A generation taken before each
+//! read keeps a read that raced such a write out of the cache, and entries expire after a
+//! second anyway, which bounds how long a change made by anything else (another process on the
+//! same file) goes unseen.
+
+use crate::store::{KeyRecord, WorkflowRecord};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(1);
+/// Only lookups with a valid key are kept, so only key holders can fill it; still bounded.
+const CAPACITY: usize = 4096;
+
+pub type Lookup = (Option<KeyRecord>, Option<WorkflowRecord>);
+
+#[derive(Default)]
+pub struct HookCache {
+    generation: AtomicU64,
+    entries: Mutex<HashMap<String, (u64, Instant, Lookup)>>,
+}
+
+fn entry_key(digest: &str, workflow_id: &str) -> String {
+    format!("{digest}/{workflow_id}")
+}
+
+impl HookCache {
+    /// The generation to pass to [`HookCache::keep`] for a lookup about to be read.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn get(&self, digest: &str, workflow_id: &str) -> Option<Lookup> {
+        let generation = self.generation();
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match entries.get(&entry_key(digest, workflow_id)) {
+            Some((g, at, lookup)) if *g == generation && at.elapsed() < TTL => Some(lookup.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a lookup read at `generation`, unless a change was committed since.
+    pub fn keep(&self, generation: u64, digest: &str, workflow_id: &str, lookup: &Lookup) {
+        if lookup.0.is_none() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(
+            entry_key(digest, workflow_id),
+            (generation, Instant::now(), lookup.clone()),
+        );
+    }
+
+    /// After a committed change to keys or workflows (or a key's last use).
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(key: bool) -> Lookup {
+        let key = key.then(|| KeyRecord {
+            name: "k".into(),
+            digest: "d".into(),
+            value_enc: vec![],
+            created_at: 0,
+            last_used_at: None,
+        });
+        (key, None)
+    }
+
+    #[test]
+    fn keeps_valid_keys_until_a_change() {
+        let cache = HookCache::default();
+        let g = cache.generation();
+        cache.keep(g, "d", "wf", &lookup(true));
+        assert!(cache.get("d", "wf").is_some());
+        assert!(cache.get("d", "other").is_none());
+        cache.clear();
+        assert!(cache.get("d", "wf").is_none());
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_not_kept() {
+        let cache = HookCache::default();
+        let before = cache.generation();
+        cache.clear();
+        cache.keep(before, "d", "wf", &lookup(true));
+        assert!(cache.get("d", "wf").is_none());
+    }
+
+    #[test]
+    fn wrong_keys_are_not_kept() {
+        let cache = HookCache::default();
+        cache.keep(cache.generation(), "d", "wf", &lookup(false));
+        assert!(cache.get("d", "wf").is_none());
+    }
+}
