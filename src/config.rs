@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// Largest webhook body accepted, in bytes [default: 10485760]
     #[arg(long, env = "ALERTFLOW_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Concurrent executions on this node; 0 runs no workers (ingress and API only) [default: 64]
+    /// Concurrent executions on this node; 0 runs no workers (ingress and API only) [default: 256]
     #[arg(long, env = "ALERTFLOW_WORKERS")]
     pub workers: Option<usize>,
     /// How long a claimed job stays with its worker without a heartbeat [default: 30s]
@@ -159,7 +159,7 @@ impl Config {
             database_url,
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
-            workers: 64,
+            workers: 256,
             job_lease: std::time::Duration::from_secs(30),
             master_key: None,
             jq_worker_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("alertflow")),

@@ -132,6 +132,8 @@ pub async fn run_until(
             trigger_loading: Default::default(),
             master: master.clone(),
             public_base: public_base.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.workers)),
+            workers: config.workers,
         });
         engine_task = Some(engine.start(config.workers, stop_rx.clone()));
         engine_handle = Some(engine);

@@ -4,7 +4,7 @@
 use super::context::{self, record_in_context};
 use super::step::{self, StepOutcome, StepRun};
 use super::{Engine, MAX_CLAIMS};
-use crate::store::{StepRecord, StoreError};
+use crate::store::{RunState, StepRecord, StoreError};
 use alertflow_domain::execution::{next, ExecutionStatus, Next, StepStatus};
 use alertflow_domain::workflow::{OnError, Workflow};
 use serde_json::json;
@@ -15,9 +15,13 @@ pub async fn execute(
     engine: &Engine,
     id: &str,
     claims: i64,
+    loaded: Option<RunState>,
     cancel: CancellationToken,
 ) -> Result<(), StoreError> {
-    let run = engine.store.load_run(id, claims == 1).await?;
+    let run = match loaded {
+        Some(run) => run,
+        None => engine.store.load_run(id, claims == 1).await?,
+    };
     let status =
         ExecutionStatus::from_str(&run.execution.status).unwrap_or(ExecutionStatus::Pending);
     if status.is_final() {

@@ -2,8 +2,9 @@
 //! Every delivery becomes an event, rejected ones too, so `events list` explains each answer.
 
 use crate::crypto;
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::store::{NewEvent, NewExecution};
+use crate::store::{ExecutionRecord, Lease, NewEvent, NewExecution, RunState};
 use crate::AppState;
 use alertflow_domain::alertmanager::{AlertStatus, Notification, NotificationError};
 use alertflow_domain::template;
@@ -11,6 +12,8 @@ use alertflow_domain::workflow::{Split, TriggerType};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// A delivery as the HTTP layer received it.
 pub struct Delivery {
@@ -55,9 +58,15 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
         }
         Err(e) => return Err(e),
     };
+    let mut event = event;
+    let handover = hand_over(state, &mut event);
     let ingested = state.store.ingest(event).await?;
-    if !ingested.executions.is_empty() {
-        state.wake.notify_one();
+    match handover {
+        Some((engine, run, slot)) if ingested.executions == [run.execution.id.as_str()] => {
+            engine.adopt(run, slot)
+        }
+        _ if !ingested.executions.is_empty() => state.wake.notify_one(),
+        _ => {}
     }
     state.metrics.delivery(ingested.outcome);
     Ok(Accepted {
@@ -65,6 +74,56 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
         outcome: ingested.outcome,
         executions: ingested.executions,
     })
+}
+
+/// The run a delivery starts, for this node's engine to start at once rather than claim and
+/// load: when the store supports it, the delivery starts exactly one run that no other run
+/// must go before (`concurrency: per_alert` is left to the claim), and a worker is free.
+/// Sets the event's lease accordingly.
+fn hand_over(
+    state: &AppState,
+    event: &mut NewEvent,
+) -> Option<(Arc<Engine>, RunState, OwnedSemaphorePermit)> {
+    let engine = state.engine.as_ref()?;
+    let [ex] = event.executions.as_slice() else {
+        return None;
+    };
+    if !state.store.claims_at_ingest() || ex.alert_index.is_some() || ex.lock_key.is_some() {
+        return None;
+    }
+    let slot = engine.try_reserve()?;
+    let now = event.received_at;
+    let run = RunState {
+        execution: ExecutionRecord {
+            id: ex.id.clone(),
+            workflow_id: ex.workflow_id.clone(),
+            version: ex.version,
+            status: "running".into(),
+            trigger_type: ex.trigger_type.into(),
+            event_id: Some(event.id.clone()),
+            alert_index: None,
+            error: None,
+            alert_key: ex.alert_key.clone(),
+            // As `ingest` marks it: a resolved notification's own run knows it is resolved.
+            resolved_at: ex
+                .alert_key
+                .as_ref()
+                .filter(|k| event.resolved_keys.contains(k))
+                .map(|_| now),
+            cancel_requested: false,
+            replay_of: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+        },
+        input: event.body.clone().unwrap_or_default(),
+        steps: vec![],
+    };
+    event.lease = Some(Lease {
+        node: engine.node_id.clone(),
+        until: engine.clock.now_ms() + engine.lease.as_millis() as i64,
+    });
+    Some((engine.clone(), run, slot))
 }
 
 async fn record_rejection(
@@ -91,6 +150,7 @@ async fn record_rejection(
         max_runs: None,
         resolved_keys: vec![],
         executions: vec![],
+        lease: None,
     };
     if let Err(err) = state.store.ingest(event).await {
         tracing::warn!(error = %err, "could not record a rejected delivery");
@@ -288,6 +348,7 @@ async fn decide(
             .map(|m| (m.count as i64, m.per.as_std().as_millis() as i64)),
         resolved_keys,
         executions,
+        lease: None,
     })
 }
 

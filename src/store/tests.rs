@@ -109,6 +109,7 @@ fn key(name: &str, digest: &str) -> KeyRecord {
 
 fn event(id: &str, dedupe: &str) -> NewEvent {
     NewEvent {
+        lease: None,
         id: id.into(),
         workflow_id: "w".into(),
         received_at: 1_000,

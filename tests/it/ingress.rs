@@ -520,3 +520,50 @@ async fn a_changed_key_or_workflow_counts_from_the_next_delivery() {
     let (status, _) = app.hook("notify", &other, body()).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_run_this_node_starts_at_once_is_stored_as_its_claim() {
+    // With workers free, the node that takes a delivery runs it without claiming it from the
+    // queue; what it stores must be what a claim leaves, so that a crash resumes the run and
+    // a resolved notification's own run knows it is resolved.
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    app.apply_ok(
+        r#"name: grace
+trigger: {type: prometheus}
+steps:
+  - id: grace
+    uses: wait
+    with: {duration: 5m, until_resolved: true}
+  - id: after
+    uses: transform
+    with: {value: done}
+"#,
+    )
+    .await;
+    let (status, v) = app
+        .hook("grace", &key, fixture("prometheus-rule-resolved.json"))
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["executions"][0].as_str().unwrap().to_string();
+    let ex = app.finished(&id).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["steps"][0]["output"]["reason"], "resolved", "{ex}");
+
+    let (status, v) = app
+        .hook("grace", &key, fixture("prometheus-rule-firing.json"))
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["executions"][0].as_str().unwrap().to_string();
+    app.reaches(&id, "waiting").await;
+    let db = rusqlite::Connection::open(app.data_dir().join("alertflow.db")).unwrap();
+    let (claims, started): (i64, Option<i64>) = db
+        .query_row(
+            "SELECT j.claims, x.started_at FROM jobs j JOIN executions x ON x.id = j.execution_id WHERE x.id = ?",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(claims, 1, "claimed once, at ingest");
+    assert!(started.is_some());
+}

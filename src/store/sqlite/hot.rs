@@ -67,7 +67,7 @@ pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
         ev.body.as_deref(),
     ])?;
     for ex in admitted {
-        insert_execution(c, ex, Some(&ev.id), ev.received_at)?;
+        insert_execution(c, ex, Some(&ev.id), ev.received_at, ev.lease.as_ref())?;
     }
     if !ev.resolved_keys.is_empty() {
         mark_resolved(c, &ev.workflow_id, &ev.resolved_keys, ev.received_at)?;
@@ -82,20 +82,23 @@ pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
     })
 }
 
+/// Queues a run; with a lease, as already claimed by that node (running, claimed once).
 pub(super) fn insert_execution(
     c: &Connection,
     ex: &NewExecution,
     event_id: Option<&str>,
     now: i64,
+    lease: Option<&Lease>,
 ) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         ex.id,
         ex.workflow_id,
         ex.version,
+        if lease.is_some() { "running" } else { "pending" },
         ex.trigger_type,
         event_id,
         ex.alert_index,
@@ -104,9 +107,18 @@ pub(super) fn insert_execution(
         ex.lock_key,
         ex.replay_of,
         now,
+        lease.map(|_| now),
     ])?;
-    c.prepare_cached("INSERT INTO jobs (execution_id, run_at) VALUES (?, ?)")?
-        .execute(params![ex.id, now])?;
+    c.prepare_cached(
+        "INSERT INTO jobs (execution_id, run_at, lease_owner, lease_until, claims) VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        ex.id,
+        now,
+        lease.map(|l| &l.node),
+        lease.map(|l| l.until),
+        lease.is_some() as i64
+    ])?;
     Ok(())
 }
 

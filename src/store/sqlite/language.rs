@@ -197,7 +197,7 @@ impl SqliteStore {
                 if moved == 0 {
                     return Ok(false);
                 }
-                hot::insert_execution(c, ex, None, now)?;
+                hot::insert_execution(c, ex, None, now, None)?;
                 Ok(true)
             })
             .await

@@ -443,6 +443,10 @@ impl Store for SqliteStore {
         done
     }
 
+    fn claims_at_ingest(&self) -> bool {
+        true
+    }
+
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         let touches_key = event.touch_key && event.key_name.is_some();
         let ingested = self.writer.write_sync(event, hot::ingest).await;
@@ -509,7 +513,7 @@ impl Store for SqliteStore {
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
         self.writer
             .write_sync(execution.clone(), move |c, ex| {
-                hot::insert_execution(c, ex, None, now)
+                hot::insert_execution(c, ex, None, now, None)
             })
             .await
     }
