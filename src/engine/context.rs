@@ -185,6 +185,9 @@ impl Redactor {
 
     /// A value as stored JSON text, redacted.
     pub fn json(&self, v: &Value) -> String {
+        if self.values.is_empty() {
+            return v.to_string();
+        }
         self.value(v).to_string()
     }
 }

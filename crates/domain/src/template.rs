@@ -34,6 +34,30 @@ fn shared() -> &'static Environment<'static> {
     ENV.get_or_init(environment)
 }
 
+type Compiled = std::sync::Arc<minijinja::Expression<'static, 'static>>;
+
+/// Expressions compiled once: a workflow's fields are rendered for every run, and compiling
+/// cost about as much as evaluating. Bounded; cleared when full.
+fn compiled(src: &str) -> Result<Compiled, minijinja::Error> {
+    const CAPACITY: usize = 4096;
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Compiled>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(expr) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(src) {
+        return Ok(expr.clone());
+    }
+    let expr = std::sync::Arc::new(guarded(|| {
+        shared().compile_expression_owned(src.to_string())
+    })?);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= CAPACITY {
+        cache.clear();
+    }
+    cache.insert(src.to_string(), expr.clone());
+    Ok(expr)
+}
+
 /// The names a template reads, for error messages (a cold path, so it parses again).
 fn template_names(src: &str) -> BTreeSet<String> {
     let env = environment();
@@ -165,8 +189,7 @@ fn render_string(
     };
     check_length(src).map_err(|e| fail(e, BTreeSet::new()))?;
     if let Some(expr_src) = lone_expression(src) {
-        let expr = guarded(|| env.compile_expression_owned(expr_src.to_string()))
-            .map_err(|e| fail(e, BTreeSet::new()))?;
+        let expr = compiled(expr_src).map_err(|e| fail(e, BTreeSet::new()))?;
         let vars = || expr.undeclared_variables(true).into_iter().collect();
         let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
         if out.is_undefined() {
@@ -190,7 +213,6 @@ pub fn eval_condition(src: &str, ctx: &Value, field: &str) -> Result<bool, Templ
 
 /// [`eval_condition`] with a prepared scope.
 pub fn condition_in_scope(src: &str, scope: &Scope, field: &str) -> Result<bool, TemplateError> {
-    let env = shared();
     let src = lone_expression(src).unwrap_or(src);
     let jctx = &scope.root;
     let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
@@ -198,8 +220,7 @@ pub fn condition_in_scope(src: &str, scope: &Scope, field: &str) -> Result<bool,
         message: explain(&e, &vars, jctx),
     };
     check_length(src).map_err(|e| fail(e, BTreeSet::new()))?;
-    let expr = guarded(|| env.compile_expression_owned(src.to_string()))
-        .map_err(|e| fail(e, BTreeSet::new()))?;
+    let expr = compiled(src).map_err(|e| fail(e, BTreeSet::new()))?;
     let vars = || expr.undeclared_variables(true).into_iter().collect();
     let out = expr.eval(jctx).map_err(|e| fail(e, vars()))?;
     if out.is_undefined() {
