@@ -399,5 +399,8 @@ echo "$meta" >"$WORK/meta.json"
 cp "$RESULTS" "$OUT/results.jsonl"
 cp "$WORK/meta.json" "$OUT/results.meta.json"
 echo
+# The hand-written reading of a full run (the profile, what changed, why a target is missed).
+ANALYSIS=()
+[[ $MODE == full && -f $BENCH/ANALYSIS.md ]] && ANALYSIS=(--analysis "$BENCH/ANALYSIS.md")
 # The report's exit status says whether every scenario was complete.
-"$HARNESS" report --results "$RESULTS" --meta "$WORK/meta.json" --out "$OUT/RESULTS.md" --chart "$OUT/results.svg"
+"$HARNESS" report --results "$RESULTS" --meta "$WORK/meta.json" --out "$OUT/RESULTS.md" --chart "$OUT/results.svg" "${ANALYSIS[@]}"

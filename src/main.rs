@@ -1,6 +1,11 @@
-/// mimalloc: under load, glibc malloc and free were the largest item of the profile.
+/// jemalloc: under load, glibc malloc and free were the largest item of the profile.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at start-up: a background thread gives freed memory back to the
+/// system within a second, so an idle server's resident memory falls back after a burst.
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 use clap::Parser;
 

@@ -94,9 +94,6 @@ impl Sandbox {
         let mut child = Command::new(&self.exe)
             .arg(WORKER_ARG)
             .env_clear()
-            // mimalloc reserves address space 1 GiB at a time, which the worker's 1 GiB
-            // RLIMIT_AS would refuse; smaller reservations keep the limit about jq's use.
-            .env("MIMALLOC_ARENA_RESERVE", "16MiB")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // A stack overflow's message would only repeat what the step's error says.

@@ -20,6 +20,10 @@ pub struct ReportArgs {
     /// Where to write the SVG chart (linked from the report by file name)
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Markdown written by hand (what the profile showed, what changed, why a target is not
+    /// met), shown after the targets
+    #[arg(long)]
+    analysis: Option<PathBuf>,
 }
 
 /// The peers in the order the tables show them.
@@ -436,7 +440,11 @@ pub fn main(args: ReportArgs) -> Result<bool, String> {
             .and_then(|c| c.file_name())
             .map(|n| format!("![throughput and latency]({})\n\n", n.to_string_lossy()))
             .unwrap_or_default();
-        let doc = markdown(&meta, &targets, &loads, &starts, &chart_link);
+        let analysis = match &args.analysis {
+            Some(p) => format!("{}\n\n", read(p)?.trim_end()),
+            None => String::new(),
+        };
+        let doc = markdown(&meta, &targets, &analysis, &loads, &starts, &chart_link);
         std::fs::write(path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let all_ok = records.iter().all(|r| {
@@ -445,7 +453,14 @@ pub fn main(args: ReportArgs) -> Result<bool, String> {
     Ok(all_ok)
 }
 
-fn markdown(meta: &Value, targets: &str, loads: &str, starts: &str, chart_link: &str) -> String {
+fn markdown(
+    meta: &Value,
+    targets: &str,
+    analysis: &str,
+    loads: &str,
+    starts: &str,
+    chart_link: &str,
+) -> String {
     let mut out = String::from("# Benchmark results\n\n");
     if let Some(note) = meta
         .get("note")
@@ -485,7 +500,7 @@ fn markdown(meta: &Value, targets: &str, loads: &str, starts: &str, chart_link: 
     }
     let _ = write!(
         out,
-        "\n## Targets\n\nEach figure is the median over the run's repeats.\n\n{targets}\n\
+        "\n## Targets\n\nEach figure is the median over the run's repeats.\n\n{targets}\n{analysis}\
          ## Throughput and latency\n\n{chart_link}{loads}\n\
          Peers: Node-RED and n8n run the same flow (webhook in, render the message, POST it to the \
          sink, answer) and answer after it has run, so their executions/s are their answers/s. \
