@@ -2,9 +2,8 @@
 //! Every delivery becomes an event, rejected ones too, so `events list` explains each answer.
 
 use crate::crypto;
-use crate::engine::Engine;
 use crate::error::Error;
-use crate::store::{ExecutionRecord, Lease, NewEvent, NewExecution, RunState};
+use crate::store::{NewEvent, NewExecution};
 use crate::AppState;
 use alertflow_domain::alertmanager::{AlertStatus, Notification, NotificationError};
 use alertflow_domain::template;
@@ -12,8 +11,8 @@ use alertflow_domain::workflow::{Split, TriggerType};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use tokio::sync::OwnedSemaphorePermit;
+
+mod hand_over;
 
 /// A delivery as the HTTP layer received it.
 pub struct Delivery {
@@ -48,7 +47,7 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
     let event_id = new_id();
     let mut key_name = None;
     let decided = decide(state, &delivery, &event_id, received_at, &mut key_name).await;
-    let event = match decided {
+    let mut event = match decided {
         Ok(event) => event,
         Err(e) if e.status().is_client_error() => {
             if delivery.record_refusal {
@@ -58,8 +57,7 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
         }
         Err(e) => return Err(e),
     };
-    let mut event = event;
-    let handover = hand_over(state, &mut event);
+    let handover = hand_over::prepare(state, &mut event);
     let ingested = state.store.ingest(event).await?;
     match handover {
         Some((engine, run, slot)) if ingested.executions == [run.execution.id.as_str()] => {
@@ -74,56 +72,6 @@ pub async fn receive(state: &AppState, delivery: Delivery) -> Result<Accepted, E
         outcome: ingested.outcome,
         executions: ingested.executions,
     })
-}
-
-/// The run a delivery starts, for this node's engine to start at once rather than claim and
-/// load: when the store supports it, the delivery starts exactly one run that no other run
-/// must go before (`concurrency: per_alert` is left to the claim), and a worker is free.
-/// Sets the event's lease accordingly.
-fn hand_over(
-    state: &AppState,
-    event: &mut NewEvent,
-) -> Option<(Arc<Engine>, RunState, OwnedSemaphorePermit)> {
-    let engine = state.engine.as_ref()?;
-    let [ex] = event.executions.as_slice() else {
-        return None;
-    };
-    if !state.store.claims_at_ingest() || ex.alert_index.is_some() || ex.lock_key.is_some() {
-        return None;
-    }
-    let slot = engine.try_reserve()?;
-    let now = event.received_at;
-    let run = RunState {
-        execution: ExecutionRecord {
-            id: ex.id.clone(),
-            workflow_id: ex.workflow_id.clone(),
-            version: ex.version,
-            status: "running".into(),
-            trigger_type: ex.trigger_type.into(),
-            event_id: Some(event.id.clone()),
-            alert_index: None,
-            error: None,
-            alert_key: ex.alert_key.clone(),
-            // As `ingest` marks it: a resolved notification's own run knows it is resolved.
-            resolved_at: ex
-                .alert_key
-                .as_ref()
-                .filter(|k| event.resolved_keys.contains(k))
-                .map(|_| now),
-            cancel_requested: false,
-            replay_of: None,
-            created_at: now,
-            started_at: Some(now),
-            finished_at: None,
-        },
-        input: event.body.clone().unwrap_or_default(),
-        steps: vec![],
-    };
-    event.lease = Some(Lease {
-        node: engine.node_id.clone(),
-        until: engine.clock.now_ms() + engine.lease.as_millis() as i64,
-    });
-    Some((engine.clone(), run, slot))
 }
 
 async fn record_rejection(
@@ -229,22 +177,20 @@ async fn decide(
             )));
         }
     }
-    // A prometheus body is read once, into the notification; a generic tree of it is built
-    // only for `when`, which is the one thing that needs it.
+    // The body is read once for what needs it: a JSON tree only for `when`, the notification
+    // for a prometheus trigger, and otherwise only a check that it is JSON.
+    let not_json = |e: serde_json::Error| Error::NotJson(format!("body is not JSON: {e}"));
+    let json: Option<Value> = match trigger.when {
+        Some(_) => Some(serde_json::from_slice(&body).map_err(not_json)?),
+        None => None,
+    };
     let notification = match trigger.kind {
         TriggerType::Prometheus => Some(Notification::parse(&body).map_err(|e| refusal(&body, e))?),
-        _ => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-                .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?;
+        _ if json.is_none() => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(not_json)?;
             None
         }
-    };
-    let json: Option<Value> = match trigger.when {
-        Some(_) => Some(
-            serde_json::from_slice(&body)
-                .map_err(|e| Error::NotJson(format!("body is not JSON: {e}")))?,
-        ),
-        None => None,
+        _ => None,
     };
 
     let mut dedupe = None;
