@@ -60,20 +60,12 @@ pub struct NotificationError {
 impl Notification {
     /// Parses a webhook body. The raw bytes stay with the caller; this only reads them.
     pub fn parse(body: &[u8]) -> Result<Notification, NotificationError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let n: Notification = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = strip_position(&inner.to_string());
-            NotificationError {
-                field: if path == "." { "(root)".into() } else { path },
-                message,
-            }
-        })?;
-        de.end().map_err(|e| NotificationError {
-            field: "(root)".into(),
-            message: strip_position(&e.to_string()),
-        })?;
+        // Tracking the path costs as much as the parse itself, so it is only done to explain
+        // a body that failed.
+        let n: Notification = match serde_json::from_slice(body) {
+            Ok(n) => n,
+            Err(_) => return Err(Self::explain(body)),
+        };
         if n.version != "4" {
             return Err(NotificationError {
                 field: "version".into(),
@@ -81,6 +73,28 @@ impl Notification {
             });
         }
         Ok(n)
+    }
+
+    /// Why a body is not a notification, naming the field.
+    fn explain(body: &[u8]) -> NotificationError {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let parsed: Result<Notification, _> = serde_path_to_error::deserialize(&mut de);
+        let e = match parsed {
+            Err(e) => e,
+            Ok(_) => {
+                let message = de.end().err().map(|e| strip_position(&e.to_string()));
+                return NotificationError {
+                    field: "(root)".into(),
+                    message: message.unwrap_or_else(|| "not a notification".into()),
+                };
+            }
+        };
+        let path = e.path().to_string();
+        let message = strip_position(&e.into_inner().to_string());
+        NotificationError {
+            field: if path == "." { "(root)".into() } else { path },
+            message,
+        }
     }
 
     /// The identity used for duplicate detection: receiver, group key and the set of
