@@ -135,7 +135,7 @@ pub async fn run_until(
             slots: Arc::new(tokio::sync::Semaphore::new(config.workers)),
             workers: config.workers,
         });
-        engine_task = Some(engine.start(config.workers, stop_rx.clone()));
+        engine_task = Some(engine.start(stop_rx.clone()));
         engine_handle = Some(engine);
     }
     let state = AppState {

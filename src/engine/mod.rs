@@ -54,7 +54,7 @@ pub struct Engine {
     pub master: MasterKey,
     /// The base of approval links.
     pub public_base: String,
-    /// One permit per run this node may have going at once (`--workers`).
+    /// One permit per run this node may have going at once: `workers` of them (`--workers`).
     pub slots: Arc<Semaphore>,
     pub workers: usize,
 }
@@ -62,14 +62,10 @@ pub struct Engine {
 impl Engine {
     /// Starts the dispatcher and the lease heartbeat; the handle ends after shutdown, once
     /// running executions are done.
-    pub fn start(
-        self: &Arc<Self>,
-        concurrency: usize,
-        shutdown: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(heartbeat(self.clone(), shutdown.clone()));
         tokio::spawn(schedule::run(self.clone(), shutdown.clone()));
-        tokio::spawn(dispatch(self.clone(), concurrency, shutdown))
+        tokio::spawn(dispatch(self.clone(), shutdown))
     }
 
     fn running_set(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -111,7 +107,7 @@ impl Engine {
     }
 }
 
-async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::Receiver<bool>) {
+async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let slots = engine.slots.clone();
     let lease_ms = engine.lease.as_millis() as i64;
     while !*shutdown.borrow() {
@@ -157,7 +153,7 @@ async fn dispatch(engine: Arc<Engine>, concurrency: usize, mut shutdown: watch::
         }
     }
     // Let running executions finish their current step.
-    let _ = slots.acquire_many(concurrency as u32).await;
+    let _ = slots.acquire_many(engine.workers as u32).await;
 }
 
 /// Runs one claimed execution (its state loaded here unless given), then frees its slot and

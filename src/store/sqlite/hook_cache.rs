@@ -61,6 +61,14 @@ impl HookCache {
         );
     }
 
+    /// Runs a change to keys or workflows, then clears the cache: once the change is
+    /// committed, or once it failed (a failure may still have committed).
+    pub async fn changing<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let out = change.await;
+        self.clear();
+        out
+    }
+
     /// After a committed change to keys or workflows (or a key's last use).
     pub fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

@@ -290,7 +290,7 @@ impl Store for SqliteStore {
 
     async fn create_key(&self, key: &KeyRecord) -> Result<()> {
         let key = key.clone();
-        let done = self
+        let write = self
             .writer
             .write(key, move |c, args| {
                 async move {
@@ -301,10 +301,8 @@ impl Store for SqliteStore {
                     Ok(())
                 }
                 .boxed()
-            })
-            .await;
-        self.hooks.clear();
-        done
+            });
+        self.hooks.changing(write).await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
@@ -341,11 +339,9 @@ impl Store for SqliteStore {
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
-        let deleted = self
-            .delete_one("DELETE FROM api_keys WHERE name = ?", name)
-            .await;
-        self.hooks.clear();
-        deleted
+        self.hooks
+            .changing(self.delete_one("DELETE FROM api_keys WHERE name = ?", name))
+            .await
     }
 
     async fn save_workflow(
@@ -357,7 +353,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<SaveOutcome> {
         let (id, document, source) = (id.to_string(), document.to_string(), source.to_string());
-        let done = self
+        let write = self
             .writer
             .write((id, document, source), move |c, args| {
                 async move {
@@ -372,10 +368,8 @@ impl Store for SqliteStore {
                     Ok(outcome)
                 }
                 .boxed()
-            })
-            .await;
-        self.hooks.clear();
-        done
+            });
+        self.hooks.changing(write).await
     }
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>> {
@@ -419,9 +413,8 @@ impl Store for SqliteStore {
     }
 
     async fn delete_workflow(&self, id: &str) -> Result<()> {
-        let done = self
-            .writer
-            .write(id.to_string(), move |c, id| {
+        self.hooks
+            .changing(self.writer.write(id.to_string(), move |c, id| {
                 async move {
                     sqlx::query("DELETE FROM schedules WHERE workflow_id = ?")
                         .bind(id.as_str())
@@ -437,10 +430,8 @@ impl Store for SqliteStore {
                     Ok(())
                 }
                 .boxed()
-            })
-            .await;
-        self.hooks.clear();
-        done
+            }))
+            .await
     }
 
     fn claims_at_ingest(&self) -> bool {
