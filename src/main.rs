@@ -22,6 +22,7 @@ fn main() {
         return;
     }
     let cli = alertflow::cli::Cli::parse();
+    alertflow::store::skip_memory_statistics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // Templates and documents are parsed by recursive code; a 16 KiB template (the limit)
         // chaining `.a.a.a...` needs more than the default 2 MiB. Untouched stack costs no RSS.

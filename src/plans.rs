@@ -16,6 +16,8 @@ pub struct Plan {
     pub secrets: Vec<String>,
     /// Runs read and write alert memory (`split: per_alert`).
     pub memory: bool,
+    /// Runs may wait `until_resolved`, so a resolve must find them by alert.
+    pub watches_resolution: bool,
 }
 
 impl Plan {
@@ -33,10 +35,12 @@ impl Plan {
         secrets.sort();
         secrets.dedup();
         let memory = wf.trigger.split() == Split::PerAlert;
+        let watches_resolution = wf.may_wait_until_resolved();
         Ok(Plan {
             wf,
             secrets,
             memory,
+            watches_resolution,
         })
     }
 }

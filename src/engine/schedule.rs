@@ -58,6 +58,7 @@ async fn fire(engine: &Engine, due: &DueSchedule, now: i64) -> anyhow::Result<()
         alert_key: None,
         lock_key: None,
         replay_of: None,
+        watches_resolution: false,
     };
     if engine
         .store

@@ -445,6 +445,7 @@ async fn run_workflow(
             lock_key: wf.trigger.concurrency.and(alert_key.clone()),
             alert_key,
             replay_of: None,
+            watches_resolution: wf.may_wait_until_resolved(),
         };
         s.store.create_execution(&ex, now_ms()).await?;
         ids.push(ex.id);

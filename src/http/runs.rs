@@ -125,6 +125,7 @@ pub(super) async fn replay(
         lock_key: wf.trigger.concurrency.and(ex.alert_key.clone()),
         alert_key: ex.alert_key.clone(),
         replay_of: Some(id),
+        watches_resolution: wf.may_wait_until_resolved(),
     };
     s.store.create_execution(&new, s.clock.now_ms()).await?;
     s.wake.notify_one();

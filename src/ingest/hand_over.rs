@@ -39,7 +39,7 @@ pub(super) fn prepare(
             resolved_at: ex
                 .alert_key
                 .as_ref()
-                .filter(|k| event.resolved_keys.contains(k))
+                .filter(|k| ex.watches_resolution && event.resolved_keys.contains(k))
                 .map(|_| now),
             cancel_requested: false,
             replay_of: None,

@@ -179,7 +179,6 @@ async fn decide(
     }
     // The body is read once for what needs it: a JSON tree only for `when`, the notification
     // for a prometheus trigger, and otherwise only a check that it is JSON.
-    let not_json = |e: serde_json::Error| Error::NotJson(format!("body is not JSON: {e}"));
     let json: Option<Value> = match trigger.when {
         Some(_) => Some(serde_json::from_slice(&body).map_err(not_json)?),
         None => None,
@@ -274,6 +273,7 @@ async fn decide(
                 lock_key: trigger.concurrency.and(alert_key.clone()),
                 alert_key,
                 replay_of: None,
+                watches_resolution: plan.watches_resolution,
             }
         })
         .collect();
@@ -302,13 +302,17 @@ async fn decide(
 /// an object, or the field that is wrong.
 fn refusal(body: &[u8], e: NotificationError) -> Error {
     match serde_json::from_slice::<Value>(body) {
-        Err(e) => Error::NotJson(format!("body is not JSON: {e}")),
+        Err(e) => not_json(e),
         Ok(v) if !v.is_object() => Error::NotAlertmanager(NotificationError {
             field: "(root)".into(),
             message: format!("expected a JSON object, got {}", json_kind(&v)),
         }),
         Ok(_) => Error::NotAlertmanager(e),
     }
+}
+
+fn not_json(e: serde_json::Error) -> Error {
+    Error::NotJson(format!("body is not JSON: {e}"))
 }
 
 fn json_kind(v: &Value) -> &'static str {

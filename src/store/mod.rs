@@ -5,7 +5,7 @@ mod postgres;
 mod sqlite;
 
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{skip_memory_statistics, SqliteStore};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -183,6 +183,9 @@ pub struct NewExecution {
     /// Set under `concurrency: per_alert`: runs with one key run one at a time, in order.
     pub lock_key: Option<String>,
     pub replay_of: Option<String>,
+    /// The run may wait `until_resolved`, so a resolved notification for its `alert_key` must
+    /// find it and set its `resolved_at`. Other runs are not indexed by alert.
+    pub watches_resolution: bool,
 }
 
 /// What became of a delivery once written.

@@ -94,6 +94,7 @@ both_stores!(
     a_schedule_fires_once_when_two_nodes_race,
     each_job_is_claimed_by_one_node,
     parked_runs_wake_on_decisions_and_resolves,
+    a_resolve_marks_only_runs_that_watch_for_it,
     users_sessions_and_tokens_keep_an_admin,
 );
 
@@ -194,6 +195,7 @@ async fn a_schedule_fires_once_when_two_nodes_race(store: Arc<dyn Store>) {
         alert_key: None,
         lock_key: None,
         replay_of: None,
+        watches_resolution: false,
     };
     // Both nodes read the same due time; only the first compare-and-set queues a run.
     let first = store
@@ -214,6 +216,31 @@ async fn a_schedule_fires_once_when_two_nodes_race(store: Arc<dyn Store>) {
     assert!(store.due_schedules(60_000).await.unwrap().is_empty());
 }
 
+async fn a_resolve_marks_only_runs_that_watch_for_it(store: Arc<dyn Store>) {
+    let watching = manual_run("w1");
+    let other = NewExecution {
+        watches_resolution: false,
+        ..manual_run("o1")
+    };
+    store.create_execution(&watching, 1).await.unwrap();
+    store.create_execution(&other, 1).await.unwrap();
+    let resolved = NewEvent {
+        resolved_keys: vec!["fp".into()],
+        ..event("e1", "resolved")
+    };
+    store.ingest(resolved).await.unwrap();
+    let resolved_at = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_execution(id).await.unwrap().0.resolved_at }
+    };
+    assert_eq!(resolved_at("w1").await, Some(1_000));
+    assert_eq!(
+        resolved_at("o1").await,
+        None,
+        "a run that cannot wait until_resolved is not looked up by its alert"
+    );
+}
+
 fn manual_run(id: &str) -> NewExecution {
     NewExecution {
         id: id.into(),
@@ -225,6 +252,7 @@ fn manual_run(id: &str) -> NewExecution {
         alert_key: Some("fp".into()),
         lock_key: None,
         replay_of: None,
+        watches_resolution: true,
     }
 }
 

@@ -25,6 +25,20 @@ pub struct Workflow {
 #[serde(transparent)]
 pub struct WorkflowId(String);
 
+impl Workflow {
+    /// Whether a run may wait `until_resolved`: a `wait` step sets it to anything but a literal
+    /// `false` (a template decides only at run time). Only such runs are looked up by alert when
+    /// a resolved notification arrives.
+    pub fn may_wait_until_resolved(&self) -> bool {
+        self.steps.iter().any(|s| {
+            s.uses == "wait"
+                && s.with
+                    .get("until_resolved")
+                    .is_some_and(|v| *v != Value::Bool(false))
+        })
+    }
+}
+
 impl WorkflowId {
     pub fn parse(s: &str) -> Result<WorkflowId, String> {
         let ok = !s.is_empty()

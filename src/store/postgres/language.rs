@@ -151,7 +151,7 @@ async fn mark_resolved(
 ) -> Result<()> {
     let woken: Vec<String> = sqlx::query_scalar(
         "UPDATE executions SET resolved_at = $1 WHERE workflow_id = $2 AND alert_key = ANY($3)
-           AND status IN ('pending', 'running', 'waiting') AND resolved_at IS NULL RETURNING id",
+           AND watches_resolution = 1 AND status IN ('pending', 'running', 'waiting') AND resolved_at IS NULL RETURNING id",
     )
     .bind(now)
     .bind(workflow_id)

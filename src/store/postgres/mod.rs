@@ -126,12 +126,13 @@ async fn insert_execution(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at)
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, watches_resolution)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
     .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref())
     .bind(&ex.alert_key).bind(&ex.lock_key).bind(&ex.replay_of).bind(now)
+    .bind(ex.watches_resolution as i32)
     .execute(&mut *c).await?;
     sqlx::query("INSERT INTO jobs (execution_id, run_at) VALUES ($1, $2)")
         .bind(&ex.id)

@@ -91,8 +91,8 @@ pub(super) fn insert_execution(
     lease: Option<&Lease>,
 ) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, started_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, started_at, watches_resolution)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         ex.id,
@@ -108,6 +108,7 @@ pub(super) fn insert_execution(
         ex.replay_of,
         now,
         lease.map(|_| now),
+        ex.watches_resolution,
     ])?;
     c.prepare_cached(
         "INSERT INTO jobs (execution_id, run_at, lease_owner, lease_until, claims) VALUES (?, ?, ?, ?, ?)",
@@ -129,7 +130,7 @@ fn mark_resolved(c: &Connection, workflow_id: &str, keys: &[String], now: i64) -
     let woken = c
         .prepare_cached(
             "UPDATE executions SET resolved_at = ? WHERE workflow_id = ? AND alert_key IN (SELECT value FROM json_each(?))
-               AND status IN ('pending', 'running', 'waiting') AND resolved_at IS NULL RETURNING id",
+               AND watches_resolution = 1 AND status IN ('pending', 'running', 'waiting') AND resolved_at IS NULL RETURNING id",
         )?
         .query_map(params![now, workflow_id, keys], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;

@@ -210,3 +210,17 @@ fn secret_references_are_listed_with_their_place() {
         ]
     );
 }
+
+#[test]
+fn a_wait_until_resolved_is_found_literal_or_templated() {
+    let with = |w: &str| -> Workflow {
+        let doc = format!("name: w\ntrigger: {{type: prometheus}}\nsteps:\n  - {{id: a, uses: transform}}\n  - {{id: b, uses: wait, with: {w}}}\n");
+        serde_yaml::from_str(&doc).unwrap()
+    };
+    assert!(with("{duration: 5m, until_resolved: true}").may_wait_until_resolved());
+    assert!(
+        with("{duration: 5m, until_resolved: '{{ alert.labels.page }}'}").may_wait_until_resolved()
+    );
+    assert!(!with("{duration: 5m, until_resolved: false}").may_wait_until_resolved());
+    assert!(!with("{duration: 5m}").may_wait_until_resolved());
+}
