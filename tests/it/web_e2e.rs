@@ -1,6 +1,6 @@
 //! The web UI in a real browser: `web/e2e/journey.mjs` drives Debian's Chromium through
 //! playwright-core against the real `alertflow` binary on a free port. Skipped (SKIPPED on
-//! stderr) without chromium, node or `web/node_modules` (`npm install` in web/), unless
+//! stderr) without chromium, node or `web/node_modules` (`npm ci` in web/), unless
 //! ALERTFLOW_E2E=require. SCREENSHOTS=DIR keeps the screenshots there (the README's come from
 //! `SCREENSHOTS=$PWD/docs/screenshots`).
 
@@ -15,11 +15,11 @@ fn playwright_installed(web: &Path) -> bool {
     match (found, std::env::var("ALERTFLOW_E2E").as_deref()) {
         (true, _) => true,
         (false, Ok("require")) => {
-            panic!("web/node_modules/playwright-core missing (run npm install in web/) and ALERTFLOW_E2E=require")
+            panic!("web/node_modules/playwright-core missing (run npm ci in web/) and ALERTFLOW_E2E=require")
         }
         (false, _) => {
             eprintln!(
-                "SKIPPED: web/node_modules/playwright-core missing (run npm install in web/)"
+                "SKIPPED: web/node_modules/playwright-core missing (run npm ci in web/)"
             );
             false
         }
