@@ -49,6 +49,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged delivery survives a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
+            // For a new database (an existing one keeps its size): a delivery's row, its
+            // execution and job and their index entries span fewer pages, so a commit writes
+            // fewer WAL frames. Ingest +8 to 11% in four alternating pairs against 4 KiB; e2e
+            // the same within noise.
+            .page_size(8192)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let write = SqlitePoolOptions::new()
