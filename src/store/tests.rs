@@ -91,6 +91,8 @@ macro_rules! both_stores {
 both_stores!(
     concurrent_writes_fail_alone,
     duplicates_are_decided_once,
+    a_duplicate_is_one_accepted_inside_the_window_for_the_same_workflow,
+    a_delivery_that_failed_to_commit_is_no_original,
     a_schedule_fires_once_when_two_nodes_race,
     each_job_is_claimed_by_one_node,
     parked_runs_wake_on_decisions_and_resolves,
@@ -175,6 +177,105 @@ async fn duplicates_are_decided_once(store: Arc<dyn Store>) {
         "{outcomes:?}"
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "duplicate").count(), 9);
+}
+
+/// An accepted delivery with the key, at `received_at`, looking back `window_ms`.
+fn delivery(id: &str, workflow: &str, key: &str, received_at: i64, window_ms: i64) -> NewEvent {
+    NewEvent {
+        workflow_id: workflow.into(),
+        received_at,
+        dedupe: Some((key.into(), window_ms)),
+        ..event(id, key)
+    }
+}
+
+/// Ingests the delivery; its outcome, and the reason its event was given.
+async fn take(store: &Arc<dyn Store>, ev: NewEvent) -> Taken {
+    let (id, workflow) = (ev.id.clone(), ev.workflow_id.clone());
+    let outcome = store.ingest(ev).await.unwrap().outcome;
+    let events = store.list_events(Some(&workflow), 1000).await.unwrap();
+    let reason = events.into_iter().find(|e| e.id == id).unwrap().reason;
+    Taken { outcome, reason }
+}
+
+struct Taken {
+    outcome: &'static str,
+    reason: Option<String>,
+}
+
+async fn a_duplicate_is_one_accepted_inside_the_window_for_the_same_workflow(
+    store: Arc<dyn Store>,
+) {
+    let outcome = |ev: NewEvent| {
+        let store = store.clone();
+        async move { take(&store, ev).await }
+    };
+    assert_eq!(
+        outcome(delivery("a", "w", "k", 10_000, 1_000))
+            .await
+            .outcome,
+        "started"
+    );
+    let dup = outcome(delivery("b", "w", "k", 10_900, 1_000)).await;
+    assert_eq!(dup.outcome, "duplicate");
+    assert_eq!(dup.reason.as_deref(), Some("same notification as event a"));
+    // Another workflow, another key: not duplicates.
+    assert_eq!(
+        outcome(delivery("c", "w2", "k", 10_900, 1_000))
+            .await
+            .outcome,
+        "started"
+    );
+    assert_eq!(
+        outcome(delivery("d", "w", "k2", 10_900, 1_000))
+            .await
+            .outcome,
+        "started"
+    );
+    // Past the window, the same key is new again, and is then the one later ones repeat.
+    assert_eq!(
+        outcome(delivery("e", "w", "k", 11_500, 1_000))
+            .await
+            .outcome,
+        "started"
+    );
+    let dup = outcome(delivery("f", "w", "k", 12_000, 1_000)).await;
+    assert_eq!(dup.reason.as_deref(), Some("same notification as event e"));
+    // A window widened later reaches back to deliveries taken under the narrower one.
+    let dup = outcome(delivery("g", "w", "k2", 15_000, 10_000)).await;
+    assert_eq!(dup.reason.as_deref(), Some("same notification as event d"));
+    // A duplicate is no original: past the first one's window, nothing repeats.
+    assert_eq!(
+        outcome(delivery("h", "w", "k", 13_001, 1_000))
+            .await
+            .outcome,
+        "started"
+    );
+}
+
+async fn a_delivery_that_failed_to_commit_is_no_original(store: Arc<dyn Store>) {
+    let run = |id: &str| NewExecution {
+        id: id.into(),
+        workflow_id: "w".into(),
+        version: 1,
+        trigger_type: "prometheus",
+        alert_index: None,
+        input: None,
+        alert_key: None,
+        lock_key: None,
+        replay_of: None,
+        watches_resolution: false,
+    };
+    let with_run = |id: &str, key: &str, run_id: &str| NewEvent {
+        executions: vec![run(run_id)],
+        ..event(id, key)
+    };
+    store.ingest(with_run("a", "k1", "x1")).await.unwrap();
+    // Its run's id is taken, so the delivery fails and nothing of it is kept...
+    assert!(store.ingest(with_run("b", "k2", "x1")).await.is_err());
+    // ...and Alertmanager's retry of it is not taken for a duplicate.
+    let retry = store.ingest(with_run("c", "k2", "x2")).await.unwrap();
+    assert_eq!(retry.outcome, "started");
 }
 
 async fn a_schedule_fires_once_when_two_nodes_race(store: Arc<dyn Store>) {
@@ -443,4 +544,25 @@ async fn users_sessions_and_tokens_keep_an_admin(store: Arc<dyn Store>) {
         (log[0].action.as_str(), log[1].detail.as_deref()),
         ("DELETE /api/v1/keys/{name}", Some("key ops"))
     );
+}
+
+/// The SQLite store keeps recent deliveries in memory: after a restart it finds them again.
+#[tokio::test]
+async fn sqlite_finds_a_duplicate_of_a_delivery_from_before_a_restart() {
+    let (store, dir) = sqlite().await;
+    store
+        .ingest(delivery("a", "w", "k", 10_000, 60_000))
+        .await
+        .unwrap();
+    drop(store);
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&url, Histogram::new([1.0]))
+            .await
+            .unwrap(),
+    );
+    let dup = take(&store, delivery("b", "w", "k", 20_000, 60_000)).await;
+    assert_eq!(dup.reason.as_deref(), Some("same notification as event a"));
+    let other = take(&store, delivery("c", "w", "k2", 20_000, 60_000)).await;
+    assert_eq!(other.outcome, "started");
 }

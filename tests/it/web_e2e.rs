@@ -18,9 +18,7 @@ fn playwright_installed(web: &Path) -> bool {
             panic!("web/node_modules/playwright-core missing (run npm ci in web/) and ALERTFLOW_E2E=require")
         }
         (false, _) => {
-            eprintln!(
-                "SKIPPED: web/node_modules/playwright-core missing (run npm ci in web/)"
-            );
+            eprintln!("SKIPPED: web/node_modules/playwright-core missing (run npm ci in web/)");
             false
         }
     }

@@ -5,21 +5,23 @@
 //! under load those hand-offs were most of the server's CPU. Here they are plain function calls
 //! with prepared statements cached per connection. The SQL is what the sqlx versions ran.
 
+use super::recent::RecentDeliveries;
 use super::*;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Mutex;
 
-pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
+pub(super) fn ingest(
+    c: &Connection,
+    ev: &NewEvent,
+    recent: &Mutex<RecentDeliveries>,
+) -> Result<Ingested> {
     let mut outcome = ev.outcome;
     let mut status = ev.status_code;
     let mut reason = ev.reason.clone();
+    // The writer alone uses it, one operation at a time: never contended.
+    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((key, window_ms)) = &ev.dedupe {
-        let original: Option<String> = c
-            .prepare_cached(
-                "SELECT id FROM events WHERE workflow_id = ? AND dedupe_key = ? AND received_at >= ? AND outcome IN ('started', 'filtered') LIMIT 1",
-            )?
-            .query_row(params![ev.workflow_id, key, ev.received_at - window_ms], |r| r.get(0))
-            .optional()?;
-        if let Some(original) = original {
+        if let Some(original) = find_duplicate(c, &mut recent, ev, key, *window_ms)? {
             outcome = "duplicate";
             status = 202;
             reason = Some(format!("same notification as event {original}"));
@@ -66,6 +68,11 @@ pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
         serde_json::to_string(&executions).unwrap_or_default(),
         ev.body.as_deref(),
     ])?;
+    if let (Some((key, _)), "started" | "filtered") = (&ev.dedupe, outcome) {
+        recent.remember(&ev.workflow_id, key, ev.received_at, c.last_insert_rowid());
+    }
+    recent.expire(ev.received_at);
+    drop(recent);
     for ex in admitted {
         insert_execution(c, ex, Some(&ev.id), ev.received_at, ev.lease.as_ref())?;
     }
@@ -80,6 +87,37 @@ pub(super) fn ingest(c: &Connection, ev: &NewEvent) -> Result<Ingested> {
         outcome,
         executions,
     })
+}
+
+/// The event an accepted delivery with this key made inside the window, if any. Memory has
+/// every candidate once the workflow's window is loaded; its row confirms it.
+fn find_duplicate(
+    c: &Connection,
+    recent: &mut RecentDeliveries,
+    ev: &NewEvent,
+    key: &str,
+    window_ms: i64,
+) -> Result<Option<String>> {
+    let since = ev.received_at - window_ms;
+    if !recent.covers(&ev.workflow_id, window_ms) {
+        recent.loaded(&ev.workflow_id, window_ms);
+        let mut load = c.prepare_cached(
+            "SELECT rowid, dedupe_key, received_at FROM events WHERE workflow_id = ? AND received_at >= ? AND dedupe_key IS NOT NULL AND outcome IN ('started', 'filtered')",
+        )?;
+        let mut rows = load.query(params![ev.workflow_id, since])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(1)?;
+            recent.remember(&ev.workflow_id, &key, row.get(2)?, row.get(0)?);
+        }
+    }
+    let Some(seen) = recent.find(&ev.workflow_id, key, since) else {
+        return Ok(None);
+    };
+    Ok(c.prepare_cached(
+        "SELECT id FROM events WHERE rowid = ? AND workflow_id = ? AND dedupe_key = ? AND received_at >= ? AND outcome IN ('started', 'filtered')",
+    )?
+    .query_row(params![seen.rowid, ev.workflow_id, key, since], |r| r.get(0))
+    .optional()?)
 }
 
 /// Queues a run; with a lease, as already claimed by that node (running, claimed once).

@@ -2,6 +2,7 @@ mod direct;
 mod hook_cache;
 mod hot;
 mod language;
+mod recent;
 mod users;
 mod writer;
 
@@ -22,6 +23,8 @@ pub struct SqliteStore {
     /// The hot reads (a delivery's lookup, a run's state), synchronous (see `direct.rs`).
     readers: direct::Readers,
     hooks: hook_cache::HookCache,
+    /// The writer's index of recent deliveries by dedupe key (see `recent.rs`).
+    recent: std::sync::Arc<std::sync::Mutex<recent::RecentDeliveries>>,
 }
 
 impl SqliteStore {
@@ -73,6 +76,7 @@ impl SqliteStore {
             writer: Writer::start(write, commit_batch),
             readers: direct::Readers::new(opts),
             hooks: Default::default(),
+            recent: Default::default(),
         })
     }
 }
@@ -458,7 +462,11 @@ impl Store for SqliteStore {
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         let touches_key = event.touch_key && event.key_name.is_some();
-        let ingested = self.writer.write_sync(event, hot::ingest).await;
+        let recent = self.recent.clone();
+        let ingested = self
+            .writer
+            .write_sync(event, move |c, ev| hot::ingest(c, ev, &recent))
+            .await;
         if touches_key {
             // The cached key's last use is now old; the next lookup reads the new one.
             self.hooks.clear();
