@@ -566,3 +566,23 @@ async fn sqlite_finds_a_duplicate_of_a_delivery_from_before_a_restart() {
     let other = take(&store, delivery("c", "w", "k2", 20_000, 60_000)).await;
     assert_eq!(other.outcome, "started");
 }
+
+/// A second server on the same SQLite database is refused, with the reason; once the first
+/// has stopped, it may open.
+#[tokio::test]
+async fn sqlite_refuses_a_second_server_on_one_database() {
+    let (store, dir) = sqlite().await;
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let second = SqliteStore::open(&url, Histogram::new([1.0])).await;
+    let Err(StoreError::Incompatible(why)) = second else {
+        panic!("a second store opened on the same database");
+    };
+    assert!(
+        why.contains("another alertflow is using the SQLite database"),
+        "{why}"
+    );
+    drop(store);
+    SqliteStore::open(&url, Histogram::new([1.0]))
+        .await
+        .unwrap();
+}

@@ -25,6 +25,8 @@ pub struct SqliteStore {
     hooks: hook_cache::HookCache,
     /// The writer's index of recent deliveries by dedupe key (see `recent.rs`).
     recent: std::sync::Arc<std::sync::Mutex<recent::RecentDeliveries>>,
+    /// Held while the store is open (see `lock_database`).
+    _lock: Option<std::fs::File>,
 }
 
 impl SqliteStore {
@@ -59,6 +61,7 @@ impl SqliteStore {
             .page_size(8192)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let lock = lock_database(opts.get_filename()).await?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -77,8 +80,41 @@ impl SqliteStore {
             readers: direct::Readers::new(opts),
             hooks: Default::default(),
             recent: Default::default(),
+            _lock: lock,
         })
     }
+}
+
+/// One server per SQLite database: the writer keeps recent deliveries in memory for finding
+/// duplicates (`recent.rs`), which a second process writing the same file would not see. The
+/// lock is the file `PATH-lock`, which the kernel releases when the process ends, however it
+/// ends; a server that was just stopped is waited for a few seconds.
+async fn lock_database(path: &std::path::Path) -> Result<Option<std::fs::File>> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    let lock_path = format!("{}-lock", path.display());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Unavailable(format!("opening {lock_path}: {e}")))?;
+    for _ in 0..50 {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Unavailable(format!("locking {lock_path}: {e}")))
+            }
+        }
+    }
+    Err(StoreError::Incompatible(format!(
+        "another alertflow is using the SQLite database {} (it holds {lock_path}): one server per SQLite database; several nodes need PostgreSQL (--database-url postgres://...)",
+        path.display()
+    )))
 }
 
 /// SQLite counts every allocation under a global mutex for `sqlite3_memory_used`, which
