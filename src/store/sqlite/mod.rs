@@ -119,7 +119,7 @@ async fn lock_database(path: &std::path::Path) -> Result<Option<std::fs::File>> 
 
 /// SQLite counts every allocation under a global mutex for `sqlite3_memory_used`, which
 /// nothing here reads: mutex lock and unlock went from 6% to 3% of the server's samples under
-/// ingest, though the rate did not move measurably (the writer, not the CPU, is the bound).
+/// ingest, though the rate did not move measurably (the serial writer is the bound).
 /// Call it first thing in `main`, while no other thread can be using SQLite; once SQLite has
 /// started, the call is refused (SQLITE_MISUSE) and changes nothing.
 pub fn skip_memory_statistics() {
