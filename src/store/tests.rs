@@ -206,47 +206,43 @@ struct Taken {
 async fn a_duplicate_is_one_accepted_inside_the_window_for_the_same_workflow(
     store: Arc<dyn Store>,
 ) {
-    let outcome = |ev: NewEvent| {
-        let store = store.clone();
-        async move { take(&store, ev).await }
-    };
     assert_eq!(
-        outcome(delivery("a", "w", "k", 10_000, 1_000))
+        take(&store, delivery("a", "w", "k", 10_000, 1_000))
             .await
             .outcome,
         "started"
     );
-    let dup = outcome(delivery("b", "w", "k", 10_900, 1_000)).await;
+    let dup = take(&store, delivery("b", "w", "k", 10_900, 1_000)).await;
     assert_eq!(dup.outcome, "duplicate");
     assert_eq!(dup.reason.as_deref(), Some("same notification as event a"));
     // Another workflow, another key: not duplicates.
     assert_eq!(
-        outcome(delivery("c", "w2", "k", 10_900, 1_000))
+        take(&store, delivery("c", "w2", "k", 10_900, 1_000))
             .await
             .outcome,
         "started"
     );
     assert_eq!(
-        outcome(delivery("d", "w", "k2", 10_900, 1_000))
+        take(&store, delivery("d", "w", "k2", 10_900, 1_000))
             .await
             .outcome,
         "started"
     );
     // Past the window, the same key is new again, and is then the one later ones repeat.
     assert_eq!(
-        outcome(delivery("e", "w", "k", 11_500, 1_000))
+        take(&store, delivery("e", "w", "k", 11_500, 1_000))
             .await
             .outcome,
         "started"
     );
-    let dup = outcome(delivery("f", "w", "k", 12_000, 1_000)).await;
+    let dup = take(&store, delivery("f", "w", "k", 12_000, 1_000)).await;
     assert_eq!(dup.reason.as_deref(), Some("same notification as event e"));
     // A window widened later reaches back to deliveries taken under the narrower one.
-    let dup = outcome(delivery("g", "w", "k2", 15_000, 10_000)).await;
+    let dup = take(&store, delivery("g", "w", "k2", 15_000, 10_000)).await;
     assert_eq!(dup.reason.as_deref(), Some("same notification as event d"));
     // A duplicate is no original: past the first one's window, nothing repeats.
     assert_eq!(
-        outcome(delivery("h", "w", "k", 13_001, 1_000))
+        take(&store, delivery("h", "w", "k", 13_001, 1_000))
             .await
             .outcome,
         "started"
@@ -254,20 +250,8 @@ async fn a_duplicate_is_one_accepted_inside_the_window_for_the_same_workflow(
 }
 
 async fn a_delivery_that_failed_to_commit_is_no_original(store: Arc<dyn Store>) {
-    let run = |id: &str| NewExecution {
-        id: id.into(),
-        workflow_id: "w".into(),
-        version: 1,
-        trigger_type: "prometheus",
-        alert_index: None,
-        input: None,
-        alert_key: None,
-        lock_key: None,
-        replay_of: None,
-        watches_resolution: false,
-    };
     let with_run = |id: &str, key: &str, run_id: &str| NewEvent {
-        executions: vec![run(run_id)],
+        executions: vec![manual_run(run_id)],
         ..event(id, key)
     };
     store.ingest(with_run("a", "k1", "x1")).await.unwrap();

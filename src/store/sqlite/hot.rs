@@ -100,7 +100,7 @@ fn find_duplicate(
 ) -> Result<Option<String>> {
     let since = ev.received_at - window_ms;
     if !recent.covers(&ev.workflow_id, window_ms) {
-        recent.loaded(&ev.workflow_id, window_ms);
+        recent.keep_for(&ev.workflow_id, window_ms);
         let mut load = c.prepare_cached(
             "SELECT rowid, dedupe_key, received_at FROM events WHERE workflow_id = ? AND received_at >= ? AND dedupe_key IS NOT NULL AND outcome IN ('started', 'filtered')",
         )?;

@@ -56,7 +56,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             // For a new database (an existing one keeps its size): a delivery's row, its
             // execution and job and their index entries span fewer pages, so a commit writes
-            // fewer WAL frames. Ingest +8 to 11% in four alternating pairs against 4 KiB; e2e
+            // fewer WAL frames. Ingest +9 to 12% in four alternating pairs against 4 KiB; e2e
             // the same within noise.
             .page_size(8192)
             .busy_timeout(Duration::from_secs(10))

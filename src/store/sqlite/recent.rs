@@ -11,9 +11,9 @@
 //! against that row, so a hash collision or a rolled-back batch never makes a false duplicate.
 //! A workflow's entries are loaded from the table the first time it asks (after a restart,
 //! say) and again when its window grows; each entry is dropped when the window it was kept for
-//! has passed. Memory grows with the deliveries accepted within the window: 53 to 106 bytes
-//! each as laid out (a map entry and a queue entry, at the tables' fill), so 32 to 64 MB for ten
-//! minutes at 1,000 deliveries/s, the default ingress limit per key.
+//! has passed. Memory grows with the deliveries accepted within the window: 54 to 107 bytes
+//! each as laid out (a 33-byte map slot and a 16-byte queue entry, at the tables' fill), so 32
+//! to 64 MB for ten minutes at 1,000 deliveries/s, the default ingress limit per key.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -37,14 +37,15 @@ pub(super) struct Seen {
 
 impl RecentDeliveries {
     /// Whether the workflow's entries cover a window of `window_ms` back from now; if not, the
-    /// caller loads its accepted events of that window (`remember` each) and calls `loaded`.
+    /// caller calls `keep_for` and then `remember`s each accepted event of that window.
     pub fn covers(&self, workflow: &str, window_ms: i64) -> bool {
         self.kept_for
             .get(workflow)
             .is_some_and(|&kept| kept >= window_ms)
     }
 
-    pub fn loaded(&mut self, workflow: &str, window_ms: i64) {
+    /// From now on the workflow's entries are kept for `window_ms`.
+    pub fn keep_for(&mut self, workflow: &str, window_ms: i64) {
         self.kept_for.insert(workflow.into(), window_ms);
     }
 
@@ -66,10 +67,13 @@ impl RecentDeliveries {
             rowid,
             expires_at: received_at.saturating_add(kept),
         };
-        match self.by_key.get(&h) {
-            // A reload brings back older events: the newest stays.
-            Some(newer) if newer.received_at > received_at => return,
-            _ => {}
+        // A reload brings back older events: the newest stays.
+        if self
+            .by_key
+            .get(&h)
+            .is_some_and(|newer| newer.received_at > received_at)
+        {
+            return;
         }
         self.by_key.insert(h, seen);
         self.expiries.push_back((seen.expires_at, h));
@@ -114,7 +118,7 @@ mod tests {
     fn a_key_is_found_inside_its_window_and_dropped_after_it() {
         let mut r = RecentDeliveries::default();
         assert!(!r.covers("wf", 600));
-        r.loaded("wf", 600);
+        r.keep_for("wf", 600);
         assert!(r.covers("wf", 600) && r.covers("wf", 60) && !r.covers("wf", 601));
         r.remember("wf", "k", 1_000, 7);
         assert_eq!(r.find("wf", "k", 1_000 - 600 + 1).map(|s| s.rowid), Some(7));
@@ -134,14 +138,14 @@ mod tests {
     #[test]
     fn a_later_delivery_replaces_an_earlier_and_a_reload_does_not() {
         let mut r = RecentDeliveries::default();
-        r.loaded("wf", 100);
+        r.keep_for("wf", 100);
         r.remember("wf", "k", 1_000, 1);
         r.remember("wf", "k", 1_050, 2);
         // The first entry's expiry passes; the later one stays.
         r.expire(1_101);
         assert_eq!(r.find("wf", "k", 0).map(|s| s.rowid), Some(2));
         // A window grown to 1,000 reloads older events; they do not hide the newest.
-        r.loaded("wf", 1_000);
+        r.keep_for("wf", 1_000);
         r.remember("wf", "k", 500, 0);
         assert_eq!(r.find("wf", "k", 0).map(|s| s.rowid), Some(2));
         r.expire(1_151);
