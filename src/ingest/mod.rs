@@ -117,19 +117,14 @@ async fn decide(
         .as_deref()
         .filter(|k| !k.is_empty())
         .ok_or(Error::MissingKey)?;
-    // One read for both: the key and the workflow's current version.
-    let (key, record) = state
+    // One read for both: the key and the workflow's current version. The key is found by the
+    // SHA-256 of what was presented, so a key found is the key presented: no need to decrypt
+    // the stored copy and compare.
+    let lookup = state
         .store
         .hook_lookup(&crypto::digest(presented), &d.workflow_id)
         .await?;
-    let key = key.ok_or(Error::WrongKey)?;
-    let stored = state
-        .master
-        .decrypt(&key.value_enc)
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    if !crypto::constant_time_eq(&stored, presented.as_bytes()) {
-        return Err(Error::WrongKey);
-    }
+    let key = lookup.key.as_ref().ok_or(Error::WrongKey)?;
     *key_name = Some(key.name.clone());
     if let Err(wait) = crate::http::limits::take(&state.limits.deliveries_per_key, &key.name) {
         state.metrics.delivery("rate_limited");
@@ -139,16 +134,18 @@ async fn decide(
         ));
     }
 
-    let record =
-        record.ok_or_else(|| Error::NotFound(format!("no workflow {:?}", d.workflow_id)))?;
+    let record = lookup
+        .workflow
+        .as_ref()
+        .ok_or_else(|| Error::NotFound(format!("no workflow {:?}", d.workflow_id)))?;
     let plan = state
         .plans
-        .of(&record)
+        .of(record)
         .map_err(|e| Error::Internal(e.to_string()))?;
     let trigger = &plan.wf.trigger;
     if !trigger.api_keys.is_empty() && !trigger.api_keys.contains(&key.name) {
         return Err(Error::KeyNotAllowed {
-            key: key.name,
+            key: key.name.clone(),
             workflow: d.workflow_id.clone(),
         });
     }
@@ -285,7 +282,7 @@ async fn decide(
         status_code: 202,
         reason,
         touch_key: key.last_used_at.is_none_or(|t| received_at - t > 60_000),
-        key_name: Some(key.name),
+        key_name: Some(key.name.clone()),
         body: Some(body),
         dedupe,
         max_runs: trigger

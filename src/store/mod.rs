@@ -9,6 +9,7 @@ pub use sqlite::{skip_memory_statistics, SqliteStore};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +101,14 @@ where
         )),
         e => StoreError::Unavailable(format!("migrations: {e}")),
     })
+}
+
+/// What a webhook delivery needs (`Store::hook_lookup`): the key presented, if it exists, and
+/// the workflow at its current version, if it exists, without its source.
+#[derive(Debug, Default)]
+pub struct HookLookup {
+    pub key: Option<KeyRecord>,
+    pub workflow: Option<WorkflowRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -441,12 +450,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
     async fn get_key(&self, name: &str) -> Result<KeyRecord>;
     /// What a webhook delivery needs, in one read: the key with this digest, and the workflow
-    /// at its current version.
-    async fn hook_lookup(
-        &self,
-        key_digest: &str,
-        workflow_id: &str,
-    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)>;
+    /// at its current version. Shared: a store may keep it for the next delivery.
+    async fn hook_lookup(&self, key_digest: &str, workflow_id: &str) -> Result<Arc<HookLookup>>;
     async fn delete_key(&self, name: &str) -> Result<()>;
 
     // workflows

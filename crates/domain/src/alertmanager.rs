@@ -2,9 +2,10 @@
 //! them. Unknown fields are ignored so newer releases (`notification_reason`, `routeLabels`) parse.
 
 use chrono::{DateTime, Utc};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -13,6 +14,10 @@ pub enum AlertStatus {
     Resolved,
 }
 
+/// A notification as alertflow reads it: what identifies it and its alerts. Labels,
+/// annotations and URLs are checked to be what Alertmanager sends (objects of strings, strings)
+/// and not kept: templates and `when` read them from the body's JSON, so keeping them here
+/// would only cost each delivery an allocation per label.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
@@ -22,14 +27,18 @@ pub struct Notification {
     pub truncated_alerts: u64,
     pub status: AlertStatus,
     pub receiver: String,
-    #[serde(default)]
-    pub group_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub common_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub common_annotations: BTreeMap<String, String>,
-    #[serde(default, rename = "externalURL")]
-    pub external_url: String,
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, deserialize_with = "strings")]
+    group_labels: (),
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, deserialize_with = "strings")]
+    common_labels: (),
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, deserialize_with = "strings")]
+    common_annotations: (),
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, rename = "externalURL", deserialize_with = "string")]
+    external_url: (),
     pub alerts: Vec<Alert>,
 }
 
@@ -37,15 +46,19 @@ pub struct Notification {
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub status: AlertStatus,
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    #[allow(dead_code)] // checked, not kept
+    #[serde(deserialize_with = "strings")]
+    labels: (),
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, deserialize_with = "strings")]
+    annotations: (),
     #[serde(deserialize_with = "timestamp")]
     pub starts_at: DateTime<Utc>,
     #[serde(deserialize_with = "timestamp")]
     pub ends_at: DateTime<Utc>,
-    #[serde(default, rename = "generatorURL")]
-    pub generator_url: String,
+    #[allow(dead_code)] // checked, not kept
+    #[serde(default, rename = "generatorURL", deserialize_with = "string")]
+    generator_url: (),
     pub fingerprint: String,
 }
 
@@ -136,10 +149,58 @@ fn strip_position(msg: &str) -> String {
 
 /// RFC 3339 with any UTC offset and 0 to 9 fraction digits, normalised to UTC.
 fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let s = String::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| serde::de::Error::custom(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+    struct Timestamp;
+    impl Visitor<'_> for Timestamp {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<DateTime<Utc>, E> {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| E::custom(format!("invalid RFC 3339 timestamp {s:?}: {e}")))
+        }
+    }
+    d.deserialize_str(Timestamp)
+}
+
+/// A JSON string, checked and not kept (nor copied).
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnyString, D::Error> {
+        struct Check;
+        impl Visitor<'_> for Check {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_str(Check)
+    }
+}
+
+fn string<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    AnyString::deserialize(d).map(|_| ())
+}
+
+/// An object whose values are strings (labels, annotations), checked and not kept.
+fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    struct Check;
+    impl<'de> Visitor<'de> for Check {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<AnyString, AnyString>()?.is_some() {}
+            Ok(())
+        }
+    }
+    d.deserialize_map(Check)
 }
 
 #[cfg(test)]
@@ -181,6 +242,21 @@ mod tests {
         let body = BODY.replace("2026-11-23T23:07:31.32Z", "yesterday");
         let err = Notification::parse(body.as_bytes()).unwrap_err();
         assert_eq!(err.field, "alerts[0].startsAt");
+
+        let body = BODY.replace(r#"{"alertname":"A"}"#, r#"{"alertname":1}"#);
+        let err = Notification::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "alerts[0].labels.alertname");
+        assert!(err.message.contains("expected a string"), "{err}");
+
+        let body = BODY.replace(r#""commonLabels":{}"#, r#""commonLabels":[]"#);
+        let err = Notification::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "commonLabels");
+
+        let body = BODY.replace(r#""externalURL":"http://am""#, r#""externalURL":null"#);
+        assert_eq!(
+            Notification::parse(body.as_bytes()).unwrap_err().field,
+            "externalURL"
+        );
 
         let body = BODY.replace(r#""version":"4""#, r#""version":"3""#);
         assert_eq!(

@@ -300,11 +300,7 @@ impl Store for PgStore {
         Ok(key_from_row(&row))
     }
 
-    async fn hook_lookup(
-        &self,
-        key_digest: &str,
-        workflow_id: &str,
-    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+    async fn hook_lookup(&self, key_digest: &str, workflow_id: &str) -> Result<Arc<HookLookup>> {
         let row = sqlx::query(
             "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
                     w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
@@ -331,7 +327,7 @@ impl Store for PgStore {
                 created_at: row.get("w_created_at"),
                 updated_at: row.get("w_updated_at"),
             });
-        Ok((key, workflow))
+        Ok(Arc::new(HookLookup { key, workflow }))
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {

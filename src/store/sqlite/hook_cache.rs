@@ -6,8 +6,9 @@
 //! second anyway, which bounds how long a change made by anything else (another process on the
 //! same file) goes unseen.
 
-use crate::store::{KeyRecord, WorkflowRecord};
+use crate::store::HookLookup;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,12 +17,10 @@ const TTL: Duration = Duration::from_secs(1);
 /// Only lookups with a valid key are kept, so only key holders can fill it; still bounded.
 const CAPACITY: usize = 4096;
 
-pub type Lookup = (Option<KeyRecord>, Option<WorkflowRecord>);
-
 #[derive(Default)]
 pub struct HookCache {
     generation: AtomicU64,
-    entries: Mutex<HashMap<String, (u64, Instant, Lookup)>>,
+    entries: Mutex<HashMap<String, (u64, Instant, Arc<HookLookup>)>>,
 }
 
 fn entry_key(digest: &str, workflow_id: &str) -> String {
@@ -34,7 +33,7 @@ impl HookCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn get(&self, digest: &str, workflow_id: &str) -> Option<Lookup> {
+    pub fn get(&self, digest: &str, workflow_id: &str) -> Option<Arc<HookLookup>> {
         let generation = self.generation();
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(&entry_key(digest, workflow_id)) {
@@ -44,8 +43,8 @@ impl HookCache {
     }
 
     /// Keeps a lookup read at `generation`, unless a change was committed since.
-    pub fn keep(&self, generation: u64, digest: &str, workflow_id: &str, lookup: &Lookup) {
-        if lookup.0.is_none() {
+    pub fn keep(&self, generation: u64, digest: &str, workflow_id: &str, lookup: &Arc<HookLookup>) {
+        if lookup.key.is_none() {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,7 +80,9 @@ impl HookCache {
 mod tests {
     use super::*;
 
-    fn lookup(key: bool) -> Lookup {
+    use crate::store::KeyRecord;
+
+    fn lookup(key: bool) -> Arc<HookLookup> {
         let key = key.then(|| KeyRecord {
             name: "k".into(),
             digest: "d".into(),
@@ -89,7 +90,10 @@ mod tests {
             created_at: 0,
             last_used_at: None,
         });
-        (key, None)
+        Arc::new(HookLookup {
+            key,
+            workflow: None,
+        })
     }
 
     #[test]

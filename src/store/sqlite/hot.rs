@@ -317,7 +317,7 @@ pub(super) fn hook_lookup(
     c: &Connection,
     key_digest: &str,
     workflow_id: &str,
-) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+) -> Result<HookLookup> {
     let mut stmt = c.prepare_cached(
         "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
                 w.id, v.version, v.document, w.created_at, w.updated_at
@@ -348,7 +348,7 @@ pub(super) fn hook_lookup(
             }),
             None => None,
         };
-        Ok((key, workflow))
+        Ok(HookLookup { key, workflow })
     })?;
     Ok(found)
 }

@@ -378,11 +378,7 @@ impl Store for SqliteStore {
         Ok(key_from_row(&row))
     }
 
-    async fn hook_lookup(
-        &self,
-        key_digest: &str,
-        workflow_id: &str,
-    ) -> Result<(Option<KeyRecord>, Option<WorkflowRecord>)> {
+    async fn hook_lookup(&self, key_digest: &str, workflow_id: &str) -> Result<Arc<HookLookup>> {
         if let Some(lookup) = self.hooks.get(key_digest, workflow_id) {
             return Ok(lookup);
         }
@@ -390,7 +386,8 @@ impl Store for SqliteStore {
         let lookup = self
             .readers
             .read(|c| hot::hook_lookup(c, key_digest, workflow_id))
-            .await?;
+            .await
+            .map(Arc::new)?;
         self.hooks
             .keep(generation, key_digest, workflow_id, &lookup);
         Ok(lookup)
