@@ -8,8 +8,8 @@
 
 use crate::store::HookLookup;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,13 @@ const CAPACITY: usize = 4096;
 #[derive(Default)]
 pub struct HookCache {
     generation: AtomicU64,
-    entries: Mutex<HashMap<String, (u64, Instant, Arc<HookLookup>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    generation: u64,
+    read_at: Instant,
+    lookup: Arc<HookLookup>,
 }
 
 fn entry_key(digest: &str, workflow_id: &str) -> String {
@@ -37,7 +43,9 @@ impl HookCache {
         let generation = self.generation();
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(&entry_key(digest, workflow_id)) {
-            Some((g, at, lookup)) if *g == generation && at.elapsed() < TTL => Some(lookup.clone()),
+            Some(e) if e.generation == generation && e.read_at.elapsed() < TTL => {
+                Some(e.lookup.clone())
+            }
             _ => None,
         }
     }
@@ -56,7 +64,11 @@ impl HookCache {
         }
         entries.insert(
             entry_key(digest, workflow_id),
-            (generation, Instant::now(), lookup.clone()),
+            Entry {
+                generation,
+                read_at: Instant::now(),
+                lookup: lookup.clone(),
+            },
         );
     }
 
