@@ -570,3 +570,34 @@ async fn sqlite_refuses_a_second_server_on_one_database() {
         .await
         .unwrap();
 }
+
+/// Migration 0007 rebuilds the job queue: a run queued before the upgrade is still claimed
+/// after it, with its claim count.
+#[tokio::test]
+async fn sqlite_keeps_queued_runs_across_the_job_table_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    before.run(&pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, created_at) VALUES ('x1', 'w', 1, 'pending', 'manual', 5);
+         INSERT INTO jobs (execution_id, run_at, claims) VALUES ('x1', 5, 2);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(&url, Histogram::new([1.0]))
+        .await
+        .unwrap();
+    let claimed = store.claim_jobs("n", 10, 1_000, 10).await.unwrap();
+    assert_eq!(claimed, vec![("x1".to_string(), 3)]);
+}

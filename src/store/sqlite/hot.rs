@@ -203,8 +203,8 @@ pub(super) fn claim_jobs(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // One statement per run, on the primary key: the former `id IN (json_each(?))` made the
-    // planner walk `executions_by_status` over every unfinished execution, the whole backlog,
-    // at each claim. Here a statement costs no hand-off, so one per row is cheap.
+    // planner walk the index by status (since dropped) over every unfinished execution, the
+    // whole backlog, at each claim. Here a statement costs no hand-off, so one per row is cheap.
     let mut running = c.prepare_cached(
         "UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running', 'waiting')",
     )?;
