@@ -105,7 +105,7 @@ where
 
 /// What a webhook delivery needs (`Store::hook_lookup`): the key presented, if it exists, and
 /// the workflow at its current version, if it exists, without its source.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HookLookup {
     pub key: Option<KeyRecord>,
     pub workflow: Option<WorkflowRecord>,
