@@ -312,6 +312,23 @@ peer_failed() {
     stop_server
 }
 
+# --- the relay: the end-to-end ceiling ---------------------------------------------------
+
+# The same flow with no store and no engine (`alertflow-bench relay`): the most end to end can
+# reach on this machine with this generator and sink, as /healthz is for ingest.
+run_relay() {
+    local run=$1 port dir base
+    port=$(free_port)
+    dir=$WORK/relay-$run
+    base=http://127.0.0.1:$port
+    spawn "$dir.log" "$HARNESS" relay --listen "127.0.0.1:$port" --sink-url "$SINK_URL" --api-key "$API_KEY_PEERS"
+    wait_ready "$dir.log" --url "$base/healthz" --status 200 --timeout 60 ||
+        { peer_failed relay "$run" "did not start (see its log above)"; return 0; }
+    load relay e2e "$run" --url "$base/hooks/e2e" --api-key "$API_KEY_PEERS" --sink "$SINK_ADDR" --finished-on-ack \
+        -n "$N" -c "$C" --warmup "$WARMUP"
+    stop_server
+}
+
 # --- Node-RED ----------------------------------------------------------------------------
 
 run_node_red() {
@@ -372,6 +389,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== $(date -u +%FT%TZ) $MODE run, results in $OUT; load average $LOAD_BEFORE" >&2
 for run in $(seq "$REPEAT"); do
     run_alertflow "$run"
+    run_relay "$run"
     if [[ $PEERS == 1 ]]; then
         run_node_red "$run"
         run_n8n "$run"

@@ -4,6 +4,7 @@
 //! - `load`: sends Alertmanager deliveries (or GETs) and serves the sink the workflows post to;
 //!   prints one JSON object with throughput and latency.
 //! - `wait-ready`: times a server's start until a URL answers.
+//! - `relay`: the end-to-end flow with no store and no engine, the ceiling for end to end.
 //! - `report`: the table, `bench/RESULTS.md` and the SVG chart from a run's records.
 //!
 //! Exit status: 0 when everything was complete, 1 when the run finished but something was
@@ -14,6 +15,7 @@ mod chart;
 mod load;
 mod pacing;
 mod ready;
+mod relay;
 mod report;
 mod sink;
 mod stats;
@@ -38,6 +40,8 @@ enum Command {
     WaitReady(ready::ReadyArgs),
     /// Print the table and write the Markdown report and the SVG chart
     Report(report::ReportArgs),
+    /// Serve the end-to-end flow with no store and no engine: the ceiling for end to end
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::main(args),
         Command::WaitReady(args) => ready::main(args),
         Command::Report(args) => report::main(args),
+        Command::Relay(args) => relay::main(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

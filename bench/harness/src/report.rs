@@ -26,8 +26,9 @@ pub struct ReportArgs {
     analysis: Option<PathBuf>,
 }
 
-/// The peers in the order the tables show them.
-const TARGETS: [&str; 3] = ["alertflow", "node-red", "n8n"];
+/// The servers in the order the tables show them: alertflow, the peers, and the relay (the
+/// same flow with no store and no engine, the end-to-end ceiling; see `relay.rs`).
+const TARGETS: [&str; 4] = ["alertflow", "node-red", "n8n", "relay"];
 
 fn num(v: &Value, pointer: &str) -> Option<f64> {
     v.pointer(pointer).and_then(Value::as_f64)
@@ -115,10 +116,17 @@ pub fn checks(records: &[Value]) -> Vec<Check> {
     let ingest = af("ingest", "/deliveries_per_sec");
     let healthz = af("healthz", "/deliveries_per_sec");
     let e2e = af("e2e", "/executions/per_sec");
+    let ceiling = figure(records, "relay", "e2e", "/executions/per_sec");
     let ratio_to = |peer: &str| {
         let p = figure(records, peer, "e2e", "/executions/per_sec")?;
         let e = e2e?;
-        (p > 0.0).then(|| (e / p, format!("{:.2}x ({e:.1}/s against {p:.1}/s)", e / p)))
+        let mut shown = format!("{:.2}x ({e:.1}/s against {p:.1}/s", e / p);
+        // How far the target is within reach at all: the ceiling as a multiple of the peer.
+        if let Some(c) = ceiling {
+            let _ = write!(shown, "; the relay's ceiling is {c:.1}/s, {:.2}x", c / p);
+        }
+        shown.push(')');
+        (p > 0.0).then(|| (e / p, shown))
     };
     let peak = records
         .iter()
@@ -399,6 +407,7 @@ const SCENARIOS: &str = "\
 | `ingest` | the webhook alone: real Alertmanager bodies (the fixtures, in turn) posted with the key over C connections to a server started with `--workers 0`, so each delivery is checked and committed (202 after the commit) and its execution queued, and no step runs during the run |
 | `ingest-1`, `ingest-10`, `ingest-1000` | the same with generated notifications of 1, 10 and 1,000 alerts |
 | `e2e` | end to end at full speed: prometheus trigger, a `transform`, an `http.request` to the harness's sink. Executions/s counts from the first delivery until the server's `alertflow_executions_total{status=\"succeeded\"}` has grown by every delivery (for the peers, which run the flow before they answer, the answers). *To sink* is from sending a delivery to its forwarded request reaching the sink |
+| `e2e` (relay) | the ceiling for end to end: the same flow served by `alertflow-bench relay`, which checks the key, renders the message, POSTs it to the sink and answers 202, with no store, no engine and nothing on disk; the most any server can reach end to end on this machine with this generator and sink |
 | `e2e-rate` | the same flow at a fixed rate (open loop: latency counts from when each delivery was due, so a stall is not hidden) |
 | `fanout` | one notification of 10,000 alerts to a `split: per_alert` workflow (transform, then `http.request` to the sink): *answer* is the time to accept it, executions/s and its seconds run until all 10,000 have succeeded |
 | `idle` | a fresh server with its workflow loaded, left alone: resident memory and CPU over the idle seconds |
@@ -504,6 +513,7 @@ fn markdown(
          ## Throughput and latency\n\n{chart_link}{loads}\n\
          Peers: Node-RED and n8n run the same flow (webhook in, render the message, POST it to the \
          sink, answer) and answer after it has run, so their executions/s are their answers/s. \
+         The relay runs it too, with no store and no engine: the ceiling for end to end. \
          Each alertflow scenario starts a fresh server on an empty data dir; each peer is started \
          once and runs its scenarios in turn, so its peak RSS is cumulative.\n\n\
          ## Start-up and idle\n\n{starts}\n## Scenarios\n\n{SCENARIOS}"
@@ -537,6 +547,7 @@ mod tests {
             load("alertflow", "e2e", 2, 3_000.0),
             load("node-red", "e2e", 1, 200.0),
             load("n8n", "e2e", 1, 10.0),
+            load("relay", "e2e", 1, 2_500.0),
         ];
         let c = checks(&records);
         // 3000 of 10000 is 30%: below 40%.
@@ -545,6 +556,17 @@ mod tests {
         // The median of 1000 and 3000 is 2000: ten times 200, but not 500 times 10.
         assert_eq!(c[1].met, Some(true));
         assert_eq!(c[2].met, Some(false));
+        // The relay's ceiling is shown beside each peer, as a multiple of it; it is not a peer.
+        assert!(
+            c[1].measured.contains("ceiling is 2500.0/s, 12.50x"),
+            "{}",
+            c[1].measured
+        );
+        assert!(
+            c[2].measured.contains("ceiling is 2500.0/s, 250.00x"),
+            "{}",
+            c[2].measured
+        );
         // Figures that were not measured are said so, not passed or failed.
         assert!(c[3..].iter().all(|c| c.met.is_none()));
         assert!(c[3].measured.contains("not measured"));
@@ -598,14 +620,16 @@ mod tests {
         let records = vec![
             load("n8n", "e2e", 1, 1.0),
             load("alertflow", "e2e", 1, 1.0),
+            load("relay", "e2e", 1, 1.0),
             load("node-red", "e2e", 1, 1.0),
         ];
         let table = load_table(&records);
         let at = |t: &str| table.find(&format!("| {t} |")).unwrap();
         assert!(at("alertflow") < at("node-red") && at("node-red") < at("n8n"));
+        assert!(at("n8n") < at("relay"));
         let (bars, groups) = chart_data(&records);
-        assert_eq!(bars.len(), 3);
-        assert_eq!(groups.len(), 3);
+        assert_eq!(bars.len(), 4);
+        assert_eq!(groups.len(), 4);
         assert_eq!(groups[0].label, "alertflow");
     }
 }
