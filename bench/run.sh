@@ -314,8 +314,8 @@ peer_failed() {
 
 # --- the relay: the end-to-end ceiling ---------------------------------------------------
 
-# The same flow with no store and no engine (`alertflow-bench relay`): the most end to end can
-# reach on this machine with this generator and sink, as /healthz is for ingest.
+# The same flow with no store and no engine (`alertflow-bench relay`): what a server doing only
+# the flow reaches on this machine with this generator and sink, as /healthz is for ingest.
 run_relay() {
     local run=$1 port dir base
     port=$(free_port)

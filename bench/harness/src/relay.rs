@@ -1,8 +1,8 @@
 //! The end-to-end ceiling: the flow that Node-RED and n8n run (check the key, render the
 //! message, POST it to the sink, answer), as the least a Rust server can do for it: no store,
 //! no engine, no workflow, nothing written to disk. Run on the same machine with the same
-//! generator and sink, its executions/s is the most any server could reach there, as
-//! `/healthz` is for ingest; alertflow's end-to-end figure is read against it.
+//! generator and sink, its executions/s is what a server doing nothing but the flow
+//! reaches there, as `/healthz` is for ingest; alertflow's end-to-end figure is read against it.
 //!
 //! Like alertflow, it runs one tokio worker per core and answers 202 once the sink answered.
 
@@ -85,7 +85,7 @@ async fn receive(
 
 /// The message of bench/workflows/e2e.yaml, from an Alertmanager body; `None` when the body
 /// is not one.
-pub fn message(body: &[u8]) -> Option<Value> {
+fn message(body: &[u8]) -> Option<Value> {
     let body: Value = serde_json::from_slice(body).ok()?;
     let alerts = body.get("alerts")?.as_array()?;
     let common = body.get("commonLabels");
