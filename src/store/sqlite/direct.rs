@@ -7,16 +7,19 @@
 //! its prepared statements cached, and is dropped (finalising them) before its sqlx connection
 //! closes: SQLite refuses to close a handle with statements open.
 //!
-//! - `Direct`: the writer's connection, locked for each run of hot operations in a batch.
+//! - `WriterConn`: the writer's connection, lent from one batch to the next.
 //! - `Readers`: read connections whose worker stays parked for good, taken one at a time.
 
 use super::*;
 use rusqlite::ffi::sqlite3;
 use rusqlite::Connection;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{LockedSqliteHandle, SqliteConnectOptions};
 use sqlx::ConnectOptions;
+use sqlx::Sqlite;
 use std::ptr::NonNull;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Enough for every hot statement, so that none is prepared twice.
 const STATEMENT_CACHE: usize = 64;
@@ -24,15 +27,15 @@ const STATEMENT_CACHE: usize = 64;
 /// time; a few more are kept for bursts.
 const IDLE_READERS: usize = 4;
 
-/// The writer's rusqlite connection over its sqlx connection's handle. It is only lent while
-/// sqlx's worker is parked (`lock`). Keep it in a field declared before the sqlx connection's,
-/// so that it is dropped first.
+/// The writer's rusqlite connection over its sqlx connection's handle, used only while sqlx's
+/// worker is parked (`WriterConn::db`). Keep it in a field declared before the sqlx
+/// connection's, so that it is dropped first.
 pub(super) struct Direct {
     db: Connection,
     handle: NonNull<sqlite3>,
 }
 
-// SAFETY: the handle is only used through `lock`, which holds sqlx's lock on it; the raw
+// SAFETY: the handle is only used through `WriterConn::db`, which holds sqlx's lock on it; the raw
 // pointer is not Send only because the compiler cannot know that.
 unsafe impl Send for Direct {}
 
@@ -48,26 +51,91 @@ impl Direct {
         drop(locked);
         Ok(Direct { db, handle })
     }
+}
 
-    /// Parks sqlx's worker and lends the rusqlite connection until the guard is dropped.
-    pub(super) async fn lock<'a>(
-        &'a mut self,
-        conn: &'a mut SqliteConnection,
-    ) -> Result<Locked<'a>> {
-        let mut guard = conn.lock_handle().await?;
-        // The writer holds its connection for good, so this is the handle the statements were
-        // prepared on; checked, as using another one would be unsound.
-        assert_eq!(guard.as_raw_handle(), self.handle, "sqlite handle changed");
-        Ok(Locked {
-            db: &self.db,
-            _guard: guard,
-        })
+/// The writer's connection, its handle lent to rusqlite from the first `db` until an operation
+/// needs sqlx (`sqlx`), across any number of batches.
+///
+/// Lending it again for each batch can deadlock sqlx 0.8.6. `lock_handle` sends `UnlockDb` to
+/// the connection's worker over a bounded channel while it waits for the connection's mutex.
+/// When it gets the mutex before the worker has asked for it back, that command stays in the
+/// channel unanswered. Lends with no awaited command in between pile them up until the channel
+/// is full: the next lend then holds the mutex while it waits for room in the channel, and the
+/// worker waits for the mutex (bench/ANALYSIS.md, round 8). Here a lend is taken again only
+/// after an operation through sqlx, whose answer means the worker has read every command
+/// before it.
+pub(super) struct WriterConn {
+    // Dropped in this order: the lend ends, the cached statements are finalised, and then the
+    // connection goes back to the pool.
+    lend: Option<LockedSqliteHandle<'static>>,
+    direct: Direct,
+    conn: Owned,
+    /// How many times the handle was lent: a transaction of plain operations lends it once.
+    lends: Arc<AtomicU64>,
+}
+
+/// The connection, owned through a pointer (from `Box::leak`, freed on drop) so that the lend's
+/// borrow of it stays valid when the `WriterConn` moves.
+struct Owned(NonNull<PoolConnection<Sqlite>>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::leak` in `WriterConn::open`; the lend, declared before, has ended.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
-pub(super) struct Locked<'a> {
-    pub db: &'a Connection,
-    _guard: LockedSqliteHandle<'a>,
+// SAFETY: the pointer is owned, like a Box; the lend and `Direct` are used only through
+// `&mut WriterConn`.
+unsafe impl Send for WriterConn {}
+
+impl WriterConn {
+    /// `lends` counts the lends of the handle.
+    pub(super) async fn open(
+        mut conn: PoolConnection<Sqlite>,
+        lends: Arc<AtomicU64>,
+    ) -> Result<WriterConn> {
+        let direct = Direct::open(&mut conn).await?;
+        Ok(WriterConn {
+            lend: None,
+            direct,
+            conn: Owned(NonNull::from(Box::leak(Box::new(conn)))),
+            lends,
+        })
+    }
+
+    /// The rusqlite connection, lending the handle if it is not lent already.
+    pub(super) async fn db(&mut self) -> Result<&Connection> {
+        if self.lend.is_none() {
+            // SAFETY: the connection lives, at the same address, until `conn` drops, after the
+            // lend (field order); while the lend lasts nothing else reaches it (`sqlx` ends it).
+            let conn: &'static mut PoolConnection<Sqlite> = unsafe { &mut *self.conn.0.as_ptr() };
+            let mut guard = conn.lock_handle().await?;
+            assert_eq!(
+                guard.as_raw_handle(),
+                self.direct.handle,
+                "sqlite handle changed"
+            );
+            self.lend = Some(guard);
+            self.lends.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(&self.direct.db)
+    }
+
+    /// The sqlx connection, the lend ended.
+    pub(super) fn sqlx(&mut self) -> &mut SqliteConnection {
+        self.lend = None;
+        // SAFETY: the lend, the only other path to the connection, has just ended.
+        unsafe { &mut *self.conn.0.as_ptr() }
+    }
+
+    /// Finalises the cached statements while the handle is lent, then lets the connection go
+    /// back to the pool.
+    pub(super) async fn close(mut self) {
+        if let Ok(db) = self.db().await {
+            db.flush_prepared_statement_cache();
+        }
+    }
 }
 
 /// Read connections for the hot reads, each a sqlx connection (same options as the pool: WAL,
@@ -181,7 +249,7 @@ impl Drop for Parked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::{Connection as _, Executor};
+    use sqlx::Executor;
 
     /// Each failure, once through sqlx and once through rusqlite on the same connection, maps
     /// to the same StoreError variant.
@@ -189,14 +257,23 @@ mod tests {
     async fn errors_map_as_through_sqlx() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let mut conn = SqliteConnection::connect(&url).await.unwrap();
-        conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL, b BLOB)")
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
             .await
             .unwrap();
-        conn.execute("INSERT INTO t (k, u, n) VALUES ('a', 'x', 'n')")
+        let lends = Arc::new(AtomicU64::new(0));
+        let mut conn = WriterConn::open(pool.acquire().await.unwrap(), lends.clone())
             .await
             .unwrap();
-        let mut direct = Direct::open(&mut conn).await.unwrap();
+        conn.sqlx()
+            .execute("CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL, b BLOB)")
+            .await
+            .unwrap();
+        conn.sqlx()
+            .execute("INSERT INTO t (k, u, n) VALUES ('a', 'x', 'n')")
+            .await
+            .unwrap();
         let cases = [
             ("INSERT INTO t (k, u, n) VALUES ('a', 'y', 'n')", "Conflict"),
             ("INSERT INTO t (k, u, n) VALUES ('b', 'x', 'n')", "Conflict"),
@@ -217,19 +294,19 @@ mod tests {
         for (sql, want) in cases {
             let (setup, stmt) = sql.rsplit_once("; ").unwrap_or(("", sql));
             if !setup.is_empty() {
-                conn.execute(setup).await.unwrap();
+                conn.sqlx().execute(setup).await.unwrap();
             }
             let via_sqlx = sqlx::query(stmt)
-                .fetch_one(&mut conn)
+                .fetch_one(conn.sqlx())
                 .await
                 .map(|_| ())
                 .map_err(StoreError::from);
-            let locked = direct.lock(&mut conn).await.unwrap();
-            let via_rusqlite = locked
-                .db
+            let via_rusqlite = conn
+                .db()
+                .await
+                .unwrap()
                 .query_row(stmt, [], |_| Ok(()))
                 .map_err(StoreError::from);
-            drop(locked);
             assert_eq!(kind(&via_sqlx.unwrap_err()), want, "{sql} through sqlx");
             assert_eq!(
                 kind(&via_rusqlite.unwrap_err()),
@@ -237,9 +314,8 @@ mod tests {
                 "{sql} through rusqlite"
             );
         }
-        let locked = direct.lock(&mut conn).await.unwrap();
-        locked.db.flush_prepared_statement_cache();
-        drop(locked);
-        drop(direct);
+        // Each switch from sqlx to rusqlite lent the handle once.
+        assert_eq!(lends.load(Ordering::Relaxed), cases.len() as u64);
+        conn.close().await;
     }
 }

@@ -4,6 +4,7 @@ mod hot;
 mod language;
 mod recent;
 mod users;
+mod wal_sync;
 mod writer;
 
 use super::*;
@@ -52,7 +53,8 @@ impl SqliteStore {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged delivery survives a power cut, not only a crash.
+            // FULL: an acknowledged delivery survives a power cut, not only a crash. The
+            // writer's connection commits with NORMAL and syncs the log itself (`writer.rs`).
             .synchronous(SqliteSynchronous::Full)
             // For a new database (an existing one keeps its size): a delivery's row, its
             // execution and job and their index entries span fewer pages, so a commit writes
@@ -62,6 +64,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let lock = lock_database(opts.get_filename()).await?;
+        // A database on disk: the writer syncs its log itself, off the commit's path.
+        let sync_wal = lock
+            .is_some()
+            .then(|| wal_sync::syncer(opts.get_filename()));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -76,7 +82,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pool,
-            writer: Writer::start(write, commit_batch),
+            writer: Writer::start(write, commit_batch, sync_wal),
             readers: direct::Readers::new(opts),
             hooks: Default::default(),
             recent: Default::default(),
