@@ -22,7 +22,10 @@ pub(super) type SyncWal = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// Syncs the `-wal` file of the database at `db_path`.
 pub(super) fn syncer(db_path: &std::path::Path) -> SyncWal {
-    let path = PathBuf::from(format!("{}-wal", db_path.display()));
+    // Built from the OS string: `display()` would replace bytes that are not UTF-8.
+    let mut path = db_path.as_os_str().to_owned();
+    path.push("-wal");
+    let path = PathBuf::from(path);
     let file: Mutex<Option<File>> = Mutex::new(None);
     Arc::new(move || {
         // Only one sync runs at a time: never contended.

@@ -172,7 +172,16 @@ async fn writes_arriving_during_a_sync_share_the_next_commit() {
 #[tokio::test]
 async fn a_failed_sync_fails_its_callers_and_stops_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let fail: SyncWal = Arc::new(|| Err(std::io::Error::other("disk gone")));
+    // Only the first sync fails: the second write must fail because writes stopped, not
+    // because its own sync failed too.
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let fail: SyncWal = Arc::new(move || {
+        if failed.swap(true, Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("disk gone"))
+        }
+    });
     let w = Writer::start(pool(&dir).await, histogram(), Some(fail));
     for k in ["a", "b"] {
         match tokio::time::timeout(STUCK, insert(&w, k, None))
