@@ -12,9 +12,9 @@ use crate::bodies::BodySource;
 use crate::pacing::Pacer;
 use crate::sink::{match_arrivals, Sink, SinkReport};
 use crate::stats::{percentiles, round1, round3, Percentiles};
-use axum::body::Bytes;
+use crate::wire::{request_head, Pool, Target};
+use bytes::Bytes;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,11 +153,12 @@ struct Tally {
 
 /// What every sending task shares.
 struct Shared {
-    client: reqwest::Client,
-    url: String,
+    pool: Pool,
+    /// Request line and headers, the same for every request.
+    head: String,
     get: bool,
-    api_key: Option<String>,
     bodies: Vec<Bytes>,
+    request_timeout: Duration,
     clock: Instant,
     /// When each measured delivery was sent (or due), microseconds on `clock`; MAX: never.
     sent_us: Vec<AtomicU64>,
@@ -169,23 +170,13 @@ impl Shared {
         at.saturating_duration_since(self.clock).as_micros() as u64
     }
 
-    async fn send(&self, i: u64) -> Result<(reqwest::StatusCode, Bytes), String> {
-        let req = if self.get {
-            self.client.get(&self.url)
-        } else {
-            self.client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .body(self.bodies[i as usize].clone())
-        };
-        let req = match &self.api_key {
-            Some(k) => req.header("x-api-key", k),
-            None => req,
-        };
-        let resp = req.send().await.map_err(|e| format!("transport: {e}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("reading: {e}"))?;
-        Ok((status, body))
+    async fn send(&self, i: u64) -> Result<(u16, Bytes), String> {
+        let body = (!self.get).then(|| &self.bodies[i as usize][..]);
+        let answer = tokio::time::timeout(self.request_timeout, self.pool.request(&self.head, body))
+            .await
+            .map_err(|_| format!("timed out after {:?}", self.request_timeout))?
+            .map_err(|e| format!("transport: {e}"))?;
+        Ok((answer.status, answer.body))
     }
 
     /// Sends measured delivery `i`, timing it from `start`, and records the answer.
@@ -202,13 +193,13 @@ impl Shared {
                 if let Some(outcome) = outcome_of(&body) {
                     *t.outcomes.entry(outcome).or_default() += 1;
                 }
-                if status.is_success() {
+                if (200..300).contains(&status) {
                     t.ok_requests.push(i);
                 } else if t.first_error.is_none() {
                     let shown = &body[..body.len().min(300)];
                     t.first_error = Some(format!("{status}: {}", String::from_utf8_lossy(shown)));
                 }
-                status.as_u16().to_string()
+                status.to_string()
             }
             Err(e) => {
                 t.first_error.get_or_insert(e);
@@ -221,11 +212,16 @@ impl Shared {
 
 /// The `outcome` of a small JSON answer (alertflow's 202 says started, duplicate or filtered).
 fn outcome_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        outcome: Option<std::borrow::Cow<'a, str>>,
+    }
     if body.len() > 4096 || !body.starts_with(b"{") {
         return None;
     }
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("outcome")?.as_str().map(str::to_string)
+    let answer: Answer = serde_json::from_slice(body).ok()?;
+    answer.outcome.map(|o| o.into_owned())
 }
 
 /// The value of one sample in Prometheus text exposition; `None` when absent.
@@ -324,18 +320,25 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         Forwards::Alert => source.alerts_in(i) as u64,
     };
 
+    // Only for reading the metrics, a few times a run.
     let client = reqwest::Client::builder()
-        .user_agent("Alertmanager/0.25.0")
-        .pool_max_idle_per_host(args.concurrency.max(1))
         .timeout(Duration::from_secs_f64(args.request_timeout))
         .build()
         .map_err(|e| e.to_string())?;
+    let target = Target::parse(&args.url)?;
+    let mut headers = vec![("user-agent", "Alertmanager/0.25.0")];
+    if !get {
+        headers.push(("content-type", "application/json"));
+    }
+    if let Some(k) = &args.api_key {
+        headers.push(("x-api-key", k));
+    }
     let shared = Arc::new(Shared {
-        client: client.clone(),
-        url: args.url.clone(),
+        pool: Pool::new(&target.authority),
+        head: request_head(if get { "GET" } else { "POST" }, &target, &headers),
         get,
-        api_key: args.api_key.clone(),
         bodies,
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
         clock,
         sent_us: (0..requests).map(|_| AtomicU64::new(u64::MAX)).collect(),
         tally: Mutex::new(Tally::default()),
@@ -359,7 +362,7 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         let s = shared.clone();
         let ready = wait_until(ready_by, Duration::from_millis(100), || {
             let s = s.clone();
-            async move { matches!(s.send(requests).await, Ok((st, _)) if st.is_success()) }
+            async move { matches!(s.send(requests).await, Ok((st, _)) if (200..300).contains(&st)) }
         })
         .await;
         if !ready {

@@ -19,6 +19,7 @@ mod relay;
 mod report;
 mod sink;
 mod stats;
+mod wire;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -8,10 +8,7 @@
 
 use crate::bodies::{find_bench_id, parse_origin, Origin};
 use crate::stats::{percentiles, round3, Percentiles};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use crate::wire::Conn;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -86,9 +83,13 @@ impl Sink {
                 rt.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("sink listener");
-                    let app = axum::Router::new().fallback(receive).with_state(sink);
-                    if let Err(e) = axum::serve(listener, app).await {
-                        eprintln!("sink: {e}");
+                    loop {
+                        match listener.accept().await {
+                            Ok((stream, _)) => {
+                                tokio::spawn(serve_connection(sink.clone(), Conn::new(stream)));
+                            }
+                            Err(e) => eprintln!("sink: accept: {e}"),
+                        }
                     }
                 });
             })
@@ -97,9 +98,25 @@ impl Sink {
     }
 }
 
-async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> impl IntoResponse {
-    sink.record(&body);
-    ([(CONTENT_TYPE, "application/json")], r#"{"ok":true}"#)
+/// Answers every request on one connection with `200 {"ok":true}` until the client closes it.
+async fn serve_connection(sink: Arc<Sink>, mut conn: Conn) {
+    const OK: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+    loop {
+        match conn.read(false).await {
+            Ok(Some(req)) => {
+                sink.record(&req.body);
+                if conn.write_raw(OK).await.is_err() || req.close {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                eprintln!("sink: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// What reached the sink for the measured deliveries.
