@@ -172,10 +172,11 @@ impl Shared {
 
     async fn send(&self, i: u64) -> Result<(u16, Bytes), String> {
         let body = (!self.get).then(|| &self.bodies[i as usize][..]);
-        let answer = tokio::time::timeout(self.request_timeout, self.pool.request(&self.head, body))
-            .await
-            .map_err(|_| format!("timed out after {:?}", self.request_timeout))?
-            .map_err(|e| format!("transport: {e}"))?;
+        let answer =
+            tokio::time::timeout(self.request_timeout, self.pool.request(&self.head, body))
+                .await
+                .map_err(|_| format!("timed out after {:?}", self.request_timeout))?
+                .map_err(|e| format!("transport: {e}"))?;
         Ok((answer.status, answer.body))
     }
 

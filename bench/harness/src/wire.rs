@@ -17,6 +17,7 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// One message read off a connection.
+#[derive(Debug)]
 pub struct Message {
     /// The status code of an answer; 0 for a request.
     pub status: u16,
@@ -72,6 +73,8 @@ pub fn request_head(method: &str, target: &Target, headers: &[(&str, &str)]) -> 
 pub struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// Bytes read so far, to tell a connection that failed before answering at all.
+    bytes_in: u64,
 }
 
 impl Conn {
@@ -80,6 +83,7 @@ impl Conn {
         Conn {
             stream,
             buf: BytesMut::with_capacity(4096),
+            bytes_in: 0,
         }
     }
 
@@ -194,10 +198,13 @@ impl Conn {
 
     async fn fill(&mut self) -> Result<usize, String> {
         self.buf.reserve(4096);
-        self.stream
+        let n = self
+            .stream
             .read_buf(&mut self.buf)
             .await
-            .map_err(|e| format!("read: {e}"))
+            .map_err(|e| format!("read: {e}"))?;
+        self.bytes_in += n as u64;
+        Ok(n)
     }
 }
 
@@ -284,12 +291,17 @@ impl Pool {
             None => (Conn::connect(&self.authority).await?, false),
         };
         let answer = match exchange(&mut conn, head, body).await {
-            // A kept-alive connection the server closed meanwhile: once more on a new one.
-            Err(_) if reused => {
+            Ok(answer) => answer,
+            // A kept-alive connection the server had closed while it was idle: the request
+            // did not reach it, so it is sent once more on a new connection. Any other
+            // failure is the answer's, and is not retried (the server may have acted on it).
+            Err(Failure::Stale(_)) if reused => {
                 conn = Conn::connect(&self.authority).await?;
-                exchange(&mut conn, head, body).await?
+                exchange(&mut conn, head, body)
+                    .await
+                    .map_err(Failure::message)?
             }
-            other => other?,
+            Err(e) => return Err(e.message()),
         };
         if !answer.close {
             self.idle.lock().expect("pool lock").push(conn);
@@ -298,11 +310,30 @@ impl Pool {
     }
 }
 
-async fn exchange(conn: &mut Conn, head: &str, body: Option<&[u8]>) -> Result<Message, String> {
-    conn.send(head, body).await?;
-    conn.read(true)
-        .await?
-        .ok_or_else(|| "connection closed before an answer".to_string())
+enum Failure {
+    /// The write failed, or the connection closed or was reset before any of the answer
+    /// arrived: what a server's close of an idle connection looks like to the next request.
+    Stale(String),
+    Other(String),
+}
+
+impl Failure {
+    fn message(self) -> String {
+        match self {
+            Failure::Stale(m) | Failure::Other(m) => m,
+        }
+    }
+}
+
+async fn exchange(conn: &mut Conn, head: &str, body: Option<&[u8]>) -> Result<Message, Failure> {
+    conn.send(head, body).await.map_err(Failure::Stale)?;
+    let before = conn.bytes_in;
+    match conn.read(true).await {
+        Ok(Some(answer)) => Ok(answer),
+        Ok(None) => Err(Failure::Stale("connection closed before an answer".into())),
+        Err(e) if conn.bytes_in == before => Err(Failure::Stale(e)),
+        Err(e) => Err(Failure::Other(e)),
+    }
 }
 
 #[cfg(test)]
@@ -321,7 +352,9 @@ mod tests {
     }
 
     /// Serves `answers` in turn on one accepted connection, recording the requests' bodies.
-    async fn serve_raw(answers: Vec<&'static [u8]>) -> (String, tokio::task::JoinHandle<Vec<Bytes>>) {
+    async fn serve_raw(
+        answers: Vec<&'static [u8]>,
+    ) -> (String, tokio::task::JoinHandle<Vec<Bytes>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let task = tokio::spawn(async move {
@@ -349,17 +382,30 @@ mod tests {
         ])
         .await;
         let pool = Pool::new(&addr);
-        let head = request_head("POST", &Target::parse(&format!("http://{addr}/p")).unwrap(), &[]);
+        let head = request_head(
+            "POST",
+            &Target::parse(&format!("http://{addr}/p")).unwrap(),
+            &[],
+        );
         let a = pool.request(&head, Some(b"one")).await.unwrap();
-        assert_eq!((a.status, &a.body[..], a.close), (202, &b"hello"[..], false));
+        assert_eq!(
+            (a.status, &a.body[..], a.close),
+            (202, &b"hello"[..], false)
+        );
         let b = pool.request(&head, Some(b"two")).await.unwrap();
-        assert_eq!((b.status, &b.body[..], b.close), (200, &b"abcdefg"[..], false));
+        assert_eq!(
+            (b.status, &b.body[..], b.close),
+            (200, &b"abcdefg"[..], false)
+        );
         let c = pool.request(&head, None).await.unwrap();
         assert_eq!((c.status, c.body.len(), c.close), (500, 0, true));
         // The answer said close: the connection is not kept.
         assert!(pool.idle.lock().unwrap().is_empty());
         let bodies = server.await.unwrap();
-        assert_eq!(bodies, vec![Bytes::from("one"), Bytes::from("two"), Bytes::new()]);
+        assert_eq!(
+            bodies,
+            vec![Bytes::from("one"), Bytes::from("two"), Bytes::new()]
+        );
     }
 
     #[tokio::test]
@@ -404,7 +450,11 @@ mod tests {
             }
         });
         let pool = Pool::new(&addr);
-        let head = request_head("GET", &Target::parse(&format!("http://{addr}/")).unwrap(), &[]);
+        let head = request_head(
+            "GET",
+            &Target::parse(&format!("http://{addr}/")).unwrap(),
+            &[],
+        );
         assert_eq!(pool.request(&head, None).await.unwrap().status, 200);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(pool.request(&head, None).await.unwrap().status, 200);
@@ -412,10 +462,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_http_1_0_answer_without_keep_alive_closes() {
-        let (addr, _server) = serve_raw(vec![b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+    async fn an_answer_cut_short_on_a_kept_connection_is_an_error_not_a_resend() {
+        let (addr, server) = serve_raw(vec![
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-le",
+        ])
+        .await;
         let pool = Pool::new(&addr);
-        let head = request_head("GET", &Target::parse(&format!("http://{addr}/")).unwrap(), &[]);
+        let head = request_head(
+            "POST",
+            &Target::parse(&format!("http://{addr}/")).unwrap(),
+            &[],
+        );
+        pool.request(&head, Some(b"1")).await.unwrap();
+        // The server read the second request and then closed mid-answer. Sending it again on
+        // a new connection would wait for an answer that never comes (nothing accepts it).
+        let second = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            pool.request(&head, Some(b"2")),
+        );
+        let err = second.await.expect("not resent").unwrap_err();
+        assert!(err.contains("inside a message head"), "{err}");
+        assert_eq!(server.await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_http_1_0_answer_without_keep_alive_closes() {
+        let (addr, _server) =
+            serve_raw(vec![b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        let pool = Pool::new(&addr);
+        let head = request_head(
+            "GET",
+            &Target::parse(&format!("http://{addr}/")).unwrap(),
+            &[],
+        );
         assert!(pool.request(&head, None).await.unwrap().close);
     }
 }
