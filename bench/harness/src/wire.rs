@@ -352,6 +352,14 @@ mod tests {
         assert!(Target::parse("http:///x").is_err());
     }
 
+    fn head_for(method: &str, addr: &str, path: &str) -> String {
+        request_head(
+            method,
+            &Target::parse(&format!("http://{addr}{path}")).unwrap(),
+            &[],
+        )
+    }
+
     /// Serves `answers` in turn on one accepted connection, recording the requests' bodies.
     async fn serve_raw(
         answers: Vec<&'static [u8]>,
@@ -383,11 +391,7 @@ mod tests {
         ])
         .await;
         let pool = Pool::new(&addr);
-        let head = request_head(
-            "POST",
-            &Target::parse(&format!("http://{addr}/p")).unwrap(),
-            &[],
-        );
+        let head = head_for("POST", &addr, "/p");
         let a = pool.request(&head, Some(b"one")).await.unwrap();
         assert_eq!(
             (a.status, &a.body[..], a.close),
@@ -451,11 +455,7 @@ mod tests {
             }
         });
         let pool = Pool::new(&addr);
-        let head = request_head(
-            "GET",
-            &Target::parse(&format!("http://{addr}/")).unwrap(),
-            &[],
-        );
+        let head = head_for("GET", &addr, "/");
         assert_eq!(pool.request(&head, None).await.unwrap().status, 200);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(pool.request(&head, None).await.unwrap().status, 200);
@@ -470,11 +470,7 @@ mod tests {
         ])
         .await;
         let pool = Pool::new(&addr);
-        let head = request_head(
-            "POST",
-            &Target::parse(&format!("http://{addr}/")).unwrap(),
-            &[],
-        );
+        let head = head_for("POST", &addr, "/");
         pool.request(&head, Some(b"1")).await.unwrap();
         // The server read the second request and then closed mid-answer. Sending it again on
         // a new connection would wait for an answer that never comes (nothing accepts it).
@@ -492,11 +488,7 @@ mod tests {
         let (addr, _server) =
             serve_raw(vec![b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
         let pool = Pool::new(&addr);
-        let head = request_head(
-            "GET",
-            &Target::parse(&format!("http://{addr}/")).unwrap(),
-            &[],
-        );
+        let head = head_for("GET", &addr, "/");
         assert!(pool.request(&head, None).await.unwrap().close);
     }
 }
