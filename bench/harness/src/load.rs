@@ -194,7 +194,7 @@ impl Shared {
                 if let Some(outcome) = outcome_of(&body) {
                     *t.outcomes.entry(outcome).or_default() += 1;
                 }
-                if (200..300).contains(&status) {
+                if is_success(status) {
                     t.ok_requests.push(i);
                 } else if t.first_error.is_none() {
                     let shown = &body[..body.len().min(300)];
@@ -209,6 +209,10 @@ impl Shared {
         };
         *t.statuses.entry(key).or_default() += 1;
     }
+}
+
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
 }
 
 /// The `outcome` of a small JSON answer (alertflow's 202 says started, duplicate or filtered).
@@ -363,7 +367,7 @@ async fn run(args: LoadArgs) -> Result<bool, String> {
         let s = shared.clone();
         let ready = wait_until(ready_by, Duration::from_millis(100), || {
             let s = s.clone();
-            async move { matches!(s.send(requests).await, Ok((st, _)) if (200..300).contains(&st)) }
+            async move { matches!(s.send(requests).await, Ok((st, _)) if is_success(st)) }
         })
         .await;
         if !ready {

@@ -9,6 +9,7 @@
 //! framed by Content-Length or chunked, as HTTP/1.1 allows.
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::io::Write as _;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,7 +102,8 @@ impl Conn {
         let mut out = Vec::with_capacity(head.len() + 32 + body.map_or(0, |b| b.len()));
         out.extend_from_slice(head.as_bytes());
         if let Some(body) = body {
-            out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
             out.extend_from_slice(body);
         } else {
             out.extend_from_slice(b"\r\n");
@@ -218,32 +220,32 @@ type Head = (usize, u16, Framing, bool);
 
 fn parse_head(buf: &[u8], response: bool) -> Result<Option<Head>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (parsed, status, version, hs) = if response {
+    let (parsed, status, version, count) = if response {
         let mut r = httparse::Response::new(&mut headers);
         let parsed = r.parse(buf).map_err(|e| format!("bad answer head: {e}"))?;
-        (parsed, r.code.unwrap_or(0), r.version, r.headers.to_vec())
+        (parsed, r.code.unwrap_or(0), r.version, r.headers.len())
     } else {
         let mut r = httparse::Request::new(&mut headers);
         let parsed = r.parse(buf).map_err(|e| format!("bad request head: {e}"))?;
-        (parsed, 0, r.version, r.headers.to_vec())
+        (parsed, 0, r.version, r.headers.len())
     };
     let httparse::Status::Complete(head_len) = parsed else {
         return Ok(None);
     };
     // HTTP/1.0 closes unless it asks to keep alive; 1.1 keeps alive unless it asks to close.
     let mut close = version == Some(0);
-    let mut framing = Framing::Length(0);
-    for h in &hs {
+    let mut framing = None;
+    for h in &headers[..count] {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = value
                 .parse()
                 .map_err(|_| format!("bad content-length {value:?}"))?;
-            framing = Framing::Length(n);
+            framing = Some(Framing::Length(n));
         } else if h.name.eq_ignore_ascii_case("transfer-encoding")
             && value.to_ascii_lowercase().ends_with("chunked")
         {
-            framing = Framing::Chunked;
+            framing = Some(Framing::Chunked);
         } else if h.name.eq_ignore_ascii_case("connection") {
             let value = value.to_ascii_lowercase();
             if value.contains("close") {
@@ -255,14 +257,11 @@ fn parse_head(buf: &[u8], response: bool) -> Result<Option<Head>, String> {
     }
     // An answer with neither header and no status that forbids a body would be read to the
     // end of the connection; nothing measured here sends one, so it reads as empty and closes.
-    if response && !hs.iter().any(|h| is_framing(h.name)) && !(status == 204 || status == 304) {
+    if response && framing.is_none() && !(status == 204 || status == 304) {
         close = true;
     }
+    let framing = framing.unwrap_or(Framing::Length(0));
     Ok(Some((head_len, status, framing, close)))
-}
-
-fn is_framing(name: &str) -> bool {
-    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
