@@ -7,11 +7,14 @@
 #   bash bench/run.sh                 # everything, full counts (under 10 minutes on 2 cores once built and installed)
 #   bash bench/run.sh --smoke         # everything, small counts: proves the harness end to end
 #   bash bench/run.sh --quick         # CI: alertflow only, tiny counts, debug build, writes nothing in bench/
+#   bash bench/run.sh --postgres postgres://postgres@127.0.0.1:5432/postgres   # adds alertflow on PostgreSQL
 #
 # Options: --no-peers (alertflow only), --no-build, --repeat K (targets alternate each repeat),
 #   -n N and -c C (deliveries and connections of the full-speed scenarios), --rate R and
 #   --rate-seconds S (the fixed-rate scenario), --n8n-requests N, --note TEXT (shown at the top of
-#   RESULTS.md), --out DIR (where the results go; default bench/, or a temp dir for --quick).
+#   RESULTS.md), --out DIR (where the results go; default bench/, or a temp dir for --quick),
+#   --postgres URL (also run ingest and end to end with alertflow on that PostgreSQL server, as
+#   target alertflow-pg, each on a new database that is dropped afterwards; needs psql).
 #
 # Every server binds 127.0.0.1 on a free port, in a process group of its own, and is stopped
 # when the script exits, also on error or Ctrl-C. Every load is bounded by a count and a time
@@ -34,6 +37,7 @@ BUILD=1
 REPEAT=1
 NOTE=
 OUT=
+POSTGRES=
 N= C= RATE= RATE_SECONDS= N8N_N=
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -51,6 +55,7 @@ while [[ $# -gt 0 ]]; do
         --n8n-requests) N8N_N=$2; shift ;;
         --note) NOTE=$2; shift ;;
         --out) OUT=$2; shift ;;
+        --postgres) POSTGRES=$2; shift ;;
         -h|--help) usage 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; usage 2 ;;
     esac
@@ -74,6 +79,10 @@ N8N_SECONDS=$((TIMEOUT / 3))
 for tool in cargo curl jq python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: needs $tool" >&2; exit 2; }
 done
+if [[ -n $POSTGRES ]]; then
+    command -v psql >/dev/null || { echo "run.sh: --postgres needs psql" >&2; exit 2; }
+    psql -q "$POSTGRES" -c 'SELECT 1' >/dev/null || { echo "run.sh: cannot reach $POSTGRES" >&2; exit 2; }
+fi
 if [[ $PEERS == 1 ]]; then
     for tool in node npm; do
         command -v "$tool" >/dev/null || { echo "run.sh: the peers need $tool (or pass --no-peers)" >&2; exit 2; }
@@ -132,6 +141,7 @@ stop_server() {
 cleanup() {
     if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     stop_server
+    if declare -F pg_drop >/dev/null; then pg_drop; fi
     if [[ -n ${KEEP:-} ]]; then echo "run.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -312,6 +322,36 @@ peer_failed() {
     stop_server
 }
 
+# --- alertflow on PostgreSQL ------------------------------------------------------------
+
+PG_DB= PG_URL=
+# A new database on the --postgres server for one scenario: sets PG_DB and PG_URL.
+pg_create() {
+    PG_DB=alertflow_bench_$RANDOM$RANDOM
+    psql -q "$POSTGRES" -c "CREATE DATABASE $PG_DB" >/dev/null
+    PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$POSTGRES" "$PG_DB")
+}
+pg_drop() {
+    [[ -n $PG_DB ]] || return 0
+    psql -q "$POSTGRES" -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null || true
+    PG_DB=
+}
+
+# Ingest (fixtures, no workers) and end to end, as for SQLite, with the store on PostgreSQL:
+# what a node of a cluster does. PostgreSQL runs with its own settings (durable by default).
+run_alertflow_pg() {
+    local run=$1
+    pg_create
+    af_start "pg-ingest-$run" --workers 0 --database-url "$PG_URL"; af_setup e2e
+    load alertflow-pg ingest "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" -n "$N" -c "$C" --warmup "$WARMUP"
+    stop_server; pg_drop
+    pg_create
+    af_start "pg-e2e-$run" --database-url "$PG_URL"; af_setup e2e
+    load alertflow-pg e2e "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" \
+        --sink "$SINK_ADDR" --done-metrics "$AF_BASE/metrics" --done-metric "$DONE_METRIC" -n "$N" -c "$C" --warmup "$WARMUP"
+    stop_server; pg_drop
+}
+
 # --- the relay: the end-to-end ceiling ---------------------------------------------------
 
 # The same flow with no store and no engine (`alertflow-bench relay`): what a server doing only
@@ -389,6 +429,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== $(date -u +%FT%TZ) $MODE run, results in $OUT; load average $LOAD_BEFORE" >&2
 for run in $(seq "$REPEAT"); do
     run_alertflow "$run"
+    [[ -z $POSTGRES ]] || run_alertflow_pg "$run"
     run_relay "$run"
     if [[ $PEERS == 1 ]]; then
         run_node_red "$run"

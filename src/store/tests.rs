@@ -98,6 +98,7 @@ both_stores!(
     parked_runs_wake_on_decisions_and_resolves,
     a_resolve_marks_only_runs_that_watch_for_it,
     users_sessions_and_tokens_keep_an_admin,
+    a_delivery_runs_and_ends_as_stored,
 );
 
 fn key(name: &str, digest: &str) -> KeyRecord {
@@ -600,4 +601,96 @@ async fn sqlite_keeps_queued_runs_across_the_job_table_rebuild() {
         .unwrap();
     let claimed = store.claim_jobs("n", 10, 1_000, 10).await.unwrap();
     assert_eq!(claimed, vec![("x1".to_string(), 3)]);
+}
+
+fn step(id: &str, position: i64, status: &str, output: Option<&str>) -> StepRecord {
+    StepRecord {
+        step_id: id.into(),
+        position,
+        status: status.into(),
+        attempts: 1,
+        output: output.map(str::to_string),
+        started_at: Some(2_000),
+        ..Default::default()
+    }
+}
+
+/// A delivery's runs (one per alert), claimed, their steps saved in one write and one at a
+/// time, and ended: each part as it was written, and nothing left queued.
+async fn a_delivery_runs_and_ends_as_stored(store: Arc<dyn Store>) {
+    let run = |i: i64| NewExecution {
+        id: format!("r{i}"),
+        workflow_id: "w".into(),
+        version: 3,
+        trigger_type: "prometheus",
+        alert_index: Some(i),
+        input: None,
+        alert_key: Some(format!("fp{i}")),
+        lock_key: None,
+        replay_of: None,
+        watches_resolution: i == 1,
+    };
+    let delivery = NewEvent {
+        body: Some(Bytes::from_static(b"{\"alerts\":[{},{}]}")),
+        executions: vec![run(0), run(1)],
+        ..event("e1", "k")
+    };
+    let taken = store.ingest(delivery).await.unwrap();
+    assert_eq!(taken.executions, ["r0", "r1"]);
+    for i in 0..2 {
+        let (x, steps) = store.get_execution(&format!("r{i}")).await.unwrap();
+        assert_eq!(
+            (
+                x.status.as_str(),
+                x.version,
+                x.event_id.as_deref(),
+                x.alert_index,
+                x.alert_key
+            ),
+            ("pending", 3, Some("e1"), Some(i), Some(format!("fp{i}")))
+        );
+        assert!(steps.is_empty());
+    }
+    assert_eq!(
+        &store.execution_input("r1").await.unwrap()[..],
+        b"{\"alerts\":[{},{}]}"
+    );
+
+    let mut claimed = store.claim_jobs("n", 1_000, 60_000, 10).await.unwrap();
+    claimed.sort();
+    assert_eq!(claimed, [("r0".to_string(), 1), ("r1".to_string(), 1)]);
+    assert_eq!(store.get_execution("r0").await.unwrap().0.status, "running");
+
+    // A step given twice in one write keeps its later state.
+    let steps = [
+        step("a", 0, "running", None),
+        step("a", 0, "succeeded", Some("1")),
+        step("b", 1, "running", None),
+    ];
+    store.save_steps("r0", &steps).await.unwrap();
+    store
+        .save_step("r0", &step("b", 1, "succeeded", Some("2")), None)
+        .await
+        .unwrap();
+    store
+        .finish_execution("r0", "succeeded", None, 3_000)
+        .await
+        .unwrap();
+
+    let (x, steps) = store.get_execution("r0").await.unwrap();
+    assert_eq!(
+        (x.status.as_str(), x.finished_at),
+        ("succeeded", Some(3_000))
+    );
+    let saved: Vec<_> = steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.status.as_str(), s.output.as_deref()))
+        .collect();
+    assert_eq!(
+        saved,
+        [("a", "succeeded", Some("1")), ("b", "succeeded", Some("2"))]
+    );
+    // Its job is gone: once every lease has run out, only the other run comes back.
+    let again = store.claim_jobs("m", 100_000, 60_000, 10).await.unwrap();
+    assert_eq!(again, [("r1".to_string(), 2)]);
 }

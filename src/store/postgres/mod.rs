@@ -16,6 +16,9 @@ use std::time::Duration;
 /// The channel a node NOTIFYs when it queues work, so idle nodes start it at once.
 const WORK_CHANNEL: &str = "alertflow_work";
 
+/// A pooled connection idle this long is pinged before it is lent again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+
 pub struct PgStore {
     pool: PgPool,
 }
@@ -29,6 +32,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection (a round trip) before lending it, by default, and again
+            // when it comes back. Under load a connection is back from its last use within
+            // milliseconds, so the first ping doubled the round trips of a one-statement
+            // write. One that sat idle a while may have been cut (PostgreSQL restarted, a
+            // firewall's idle timeout) and is still checked; a cut one in use fails its
+            // statement, which answers 503, and sqlx drops it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await?;
         super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
@@ -139,6 +157,47 @@ async fn insert_execution(
         .bind(now)
         .execute(&mut *c)
         .await?;
+    Ok(())
+}
+
+/// Inserts or updates steps of one run in one statement. A step listed twice keeps its last
+/// state (one statement cannot update a row twice).
+async fn upsert_steps<'c>(
+    c: impl sqlx::PgExecutor<'c>,
+    execution_id: &str,
+    steps: &[StepRecord],
+) -> Result<()> {
+    let mut last: Vec<&StepRecord> = Vec::with_capacity(steps.len());
+    for s in steps {
+        match last.iter_mut().find(|l| l.step_id == s.step_id) {
+            Some(l) => *l = s,
+            None => last.push(s),
+        }
+    }
+    let text = |f: fn(&StepRecord) -> Option<String>| last.iter().map(|s| f(s)).collect::<Vec<_>>();
+    let int = |f: fn(&StepRecord) -> Option<i64>| last.iter().map(|s| f(s)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
+         SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::text[])
+         ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+           input = excluded.input, output = excluded.output, error = excluded.error,
+           started_at = excluded.started_at, finished_at = excluded.finished_at,
+           attempt_log = excluded.attempt_log, items = excluded.items",
+    )
+    .bind(execution_id)
+    .bind(text(|s| Some(s.step_id.clone())))
+    .bind(int(|s| Some(s.position)))
+    .bind(text(|s| Some(s.status.clone())))
+    .bind(int(|s| Some(s.attempts)))
+    .bind(text(|s| s.input.clone()))
+    .bind(text(|s| s.output.clone()))
+    .bind(text(|s| s.error.clone()))
+    .bind(int(|s| s.started_at))
+    .bind(int(|s| s.finished_at))
+    .bind(text(|s| s.attempt_log.clone()))
+    .bind(text(|s| s.items.clone()))
+    .execute(c)
+    .await?;
     Ok(())
 }
 
@@ -419,9 +478,6 @@ impl Store for PgStore {
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         let mut tx = self.tx().await?;
         let out = language::ingest(&mut tx, &event).await?;
-        if !out.executions.is_empty() {
-            notify_work(&mut tx).await?;
-        }
         tx.commit().await?;
         Ok(out)
     }
@@ -560,24 +616,19 @@ impl Store for PgStore {
         s: &StepRecord,
         remember: Option<&Remember>,
     ) -> Result<()> {
+        let Some(r) = remember else {
+            // One statement commits on its own: no BEGIN and COMMIT round trips.
+            return upsert_steps(&self.pool, execution_id, std::slice::from_ref(s)).await;
+        };
         let mut tx = self.tx().await?;
-        sqlx::query(
-            "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-               input = excluded.input, output = excluded.output, error = excluded.error,
-               started_at = excluded.started_at, finished_at = excluded.finished_at,
-               attempt_log = excluded.attempt_log, items = excluded.items",
-        )
-        .bind(execution_id).bind(&s.step_id).bind(s.position).bind(&s.status).bind(s.attempts)
-        .bind(&s.input).bind(&s.output).bind(&s.error).bind(s.started_at).bind(s.finished_at)
-        .bind(&s.attempt_log).bind(&s.items)
-        .execute(&mut *tx).await?;
-        if let Some(r) = remember {
-            language::remember(&mut tx, r, s.finished_at.unwrap_or_default()).await?;
-        }
+        upsert_steps(&mut *tx, execution_id, std::slice::from_ref(s)).await?;
+        language::remember(&mut tx, r, s.finished_at.unwrap_or_default()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
+        upsert_steps(&self.pool, execution_id, steps).await
     }
 
     async fn finish_execution(
@@ -587,17 +638,19 @@ impl Store for PgStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.tx().await?;
-        sqlx::query("UPDATE executions SET status = $1, error = $2, finished_at = $3, started_at = COALESCE(started_at, $3) WHERE id = $4")
-            .bind(status).bind(error).bind(now).bind(execution_id)
-            .execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
-            .bind(execution_id)
-            .execute(&mut *tx)
-            .await?;
-        // A run waiting on this one's lock can start now, on any node.
-        notify_work(&mut tx).await?;
-        tx.commit().await?;
+        // One statement: the run's end, its job gone, and the NOTIFY (a run waiting on this
+        // one's lock can start now, on any node).
+        sqlx::query(
+            "WITH ended AS (
+                UPDATE executions SET status = $1, error = $2, finished_at = $3, started_at = COALESCE(started_at, $3) WHERE id = $4
+             ), done AS (
+                DELETE FROM jobs WHERE execution_id = $4
+             )
+             SELECT pg_notify($5, '')",
+        )
+        .bind(status).bind(error).bind(now).bind(execution_id).bind(WORK_CHANNEL)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

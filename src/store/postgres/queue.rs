@@ -12,9 +12,9 @@ pub(super) async fn claim(
     lease_ms: i64,
     limit: usize,
 ) -> Result<Vec<(String, i64)>> {
-    let mut tx = pool.begin().await?;
     // Only the oldest unfinished run of a lock key is claimable, so runs for one alert go one
-    // at a time and in order, whichever node claims them.
+    // at a time and in order, whichever node claims them. One statement claims the jobs and
+    // marks their runs running: it commits on its own, in one round trip.
     let claimed: Vec<(String, i64)> = sqlx::query_as(
         "WITH due AS (
             SELECT j.execution_id FROM jobs j JOIN executions x ON x.id = j.execution_id
@@ -23,24 +23,23 @@ pub(super) async fn claim(
                 SELECT 1 FROM executions o WHERE o.workflow_id = x.workflow_id AND o.lock_key = x.lock_key
                   AND o.id < x.id AND o.status IN ('pending', 'running', 'waiting')))
             ORDER BY j.run_at LIMIT $4
-            FOR UPDATE OF j SKIP LOCKED)
-         UPDATE jobs SET lease_owner = $1, lease_until = $2, claims = claims + 1
-         FROM due WHERE jobs.execution_id = due.execution_id
-         RETURNING jobs.execution_id, jobs.claims",
+            FOR UPDATE OF j SKIP LOCKED
+         ), claimed AS (
+            UPDATE jobs SET lease_owner = $1, lease_until = $2, claims = claims + 1
+            FROM due WHERE jobs.execution_id = due.execution_id
+            RETURNING jobs.execution_id, jobs.claims
+         ), running AS (
+            UPDATE executions SET status = 'running', started_at = COALESCE(started_at, $3)
+            FROM claimed WHERE executions.id = claimed.execution_id AND executions.status IN ('pending', 'running', 'waiting')
+         )
+         SELECT execution_id, claims FROM claimed",
     )
     .bind(node)
     .bind(now + lease_ms)
     .bind(now)
     .bind(limit as i64)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    if !claimed.is_empty() {
-        let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
-        sqlx::query("UPDATE executions SET status = 'running', started_at = COALESCE(started_at, $1) WHERE id = ANY($2) AND status IN ('pending', 'running', 'waiting')")
-            .bind(now).bind(&ids)
-            .execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
     Ok(claimed)
 }
 
