@@ -4,6 +4,7 @@
 use super::*;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
+use std::time::Duration;
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -693,4 +694,38 @@ async fn a_delivery_runs_and_ends_as_stored(store: Arc<dyn Store>) {
     // Its job is gone: once every lease has run out, only the other run comes back.
     let again = store.claim_jobs("m", 100_000, 60_000, 10).await.unwrap();
     assert_eq!(again, [("r1".to_string(), 2)]);
+}
+
+/// Work queued through one node's store wakes another node LISTENing on the same database:
+/// the NOTIFY is sent after the commit, not lost with it. Only the notice can wake it here
+/// (no engine polls), so the wait's bound only keeps a broken build from hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queued_work_wakes_the_other_nodes() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let other = PgStore::open(&db.url, 2).await.unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    other.listen_for_work(wake.clone());
+    // LISTEN is set up on its own task: announce until it is heard, at most for a while.
+    let mut heard = false;
+    for i in 0..50 {
+        let delivery = NewEvent {
+            executions: vec![NewExecution {
+                id: format!("n{i}"),
+                alert_index: None,
+                ..manual_run("unused")
+            }],
+            ..event(&format!("e{i}"), &format!("k{i}"))
+        };
+        db.store.ingest(delivery).await.unwrap();
+        let woken = tokio::time::timeout(Duration::from_millis(200), wake.notified());
+        if woken.await.is_ok() {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "no NOTIFY reached the other node in 50 deliveries");
+    drop(other);
+    db.drop_database().await;
 }

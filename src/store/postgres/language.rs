@@ -147,7 +147,7 @@ struct DeliveryRow<'a> {
     executions: &'a [String],
 }
 
-/// The event, its runs and their jobs, and the NOTIFY that announces them, in one statement:
+/// The event, its runs and their jobs in one statement:
 /// one round trip to the server instead of one per row. (Each round trip costs the server
 /// a wake-up and the statement's own overhead, which were most of its CPU under load.) The
 /// foreign keys are checked at the end of the statement, when the event is there.
@@ -170,7 +170,7 @@ async fn insert_delivery(
          ), queued AS (
             INSERT INTO jobs (execution_id, run_at) SELECT unnest($11::text[]), $3
          )
-         SELECT pg_notify($21, '') WHERE cardinality($11::text[]) > 0",
+         SELECT 1",
     )
     .bind(&ev.id).bind(&ev.workflow_id).bind(ev.received_at).bind(row.outcome)
     .bind(row.status_code as i64).bind(row.reason).bind(&ev.key_name)
@@ -187,7 +187,6 @@ async fn insert_delivery(
     .bind(column(|r| r.lock_key.clone()))
     .bind(column(|r| r.replay_of.clone()))
     .bind(runs.iter().map(|r| r.watches_resolution as i32).collect::<Vec<_>>())
-    .bind(WORK_CHANNEL)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -214,7 +213,6 @@ async fn mark_resolved(
             .bind(&woken)
             .execute(&mut *c)
             .await?;
-        notify_work(c).await?;
     }
     Ok(())
 }
@@ -279,7 +277,6 @@ pub(super) async fn decide(pool: &PgPool, id: &str, d: &ApprovalRecord) -> Resul
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    notify_work(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }

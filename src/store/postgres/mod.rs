@@ -21,6 +21,7 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 
 pub struct PgStore {
     pool: PgPool,
+    announcer: queue::Announcer,
 }
 
 impl PgStore {
@@ -50,7 +51,8 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
-        Ok(PgStore { pool })
+        let announcer = queue::Announcer::start(pool.clone(), WORK_CHANNEL);
+        Ok(PgStore { pool, announcer })
     }
 
     /// Runs a `DELETE ... WHERE x = $1`; no row deleted is `NotFound`.
@@ -128,14 +130,6 @@ const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type,
 const STEP_COLUMNS: &str =
     "step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items";
 const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
-
-async fn notify_work(c: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(WORK_CHANNEL)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
-}
 
 async fn insert_execution(
     c: &mut PgConnection,
@@ -479,6 +473,10 @@ impl Store for PgStore {
         let mut tx = self.tx().await?;
         let out = language::ingest(&mut tx, &event).await?;
         tx.commit().await?;
+        // New runs, or waiting runs a resolve brought forward.
+        if !out.executions.is_empty() || !event.resolved_keys.is_empty() {
+            self.announcer.announce();
+        }
         Ok(out)
     }
 
@@ -544,8 +542,8 @@ impl Store for PgStore {
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
         let mut tx = self.tx().await?;
         insert_execution(&mut tx, execution, None, now).await?;
-        notify_work(&mut tx).await?;
         tx.commit().await?;
+        self.announcer.announce();
         Ok(())
     }
 
@@ -638,19 +636,20 @@ impl Store for PgStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        // One statement: the run's end, its job gone, and the NOTIFY (a run waiting on this
-        // one's lock can start now, on any node).
+        // One statement: the run's end and its job gone.
         sqlx::query(
             "WITH ended AS (
                 UPDATE executions SET status = $1, error = $2, finished_at = $3, started_at = COALESCE(started_at, $3) WHERE id = $4
              ), done AS (
                 DELETE FROM jobs WHERE execution_id = $4
              )
-             SELECT pg_notify($5, '')",
+             SELECT 1",
         )
-        .bind(status).bind(error).bind(now).bind(execution_id).bind(WORK_CHANNEL)
+        .bind(status).bind(error).bind(now).bind(execution_id)
         .execute(&self.pool)
         .await?;
+        // A run waiting on this one's lock can start now, on any node.
+        self.announcer.announce();
         Ok(())
     }
 
@@ -663,7 +662,9 @@ impl Store for PgStore {
     }
 
     async fn decide(&self, execution_id: &str, decision: &ApprovalRecord) -> Result<()> {
-        language::decide(&self.pool, execution_id, decision).await
+        language::decide(&self.pool, execution_id, decision).await?;
+        self.announcer.announce();
+        Ok(())
     }
 
     async fn approvals(&self, execution_id: &str) -> Result<Vec<ApprovalRecord>> {
@@ -773,8 +774,8 @@ impl Store for PgStore {
             return Ok(false);
         }
         insert_execution(&mut tx, execution, None, now).await?;
-        notify_work(&mut tx).await?;
         tx.commit().await?;
+        self.announcer.announce();
         Ok(true)
     }
 

@@ -115,6 +115,42 @@ pub(super) async fn cancel(pool: &PgPool, id: &str, now: i64) -> Result<CancelOu
     Ok(outcome)
 }
 
+/// Tells the nodes LISTENing that work is queued (NOTIFY), after the commit that queued it.
+///
+/// Not inside that transaction: PostgreSQL takes a lock when a transaction that notified
+/// commits and holds it until the commit is flushed, so such commits go one at a time, one
+/// fsync each. Under load nearly every backend was waiting for it (`Lock:object` at COMMIT in
+/// `pg_stat_activity`). Here one task sends them, one at a time, and the announcements made
+/// while one is sent become the next one.
+pub(super) struct Announcer {
+    wanted: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Announcer {
+    /// The task ends with the store.
+    pub(super) fn start(pool: PgPool, channel: &'static str) -> Announcer {
+        let (wanted, mut asked) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while asked.recv().await.is_some() {
+                let sent = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(channel)
+                    .execute(&pool)
+                    .await;
+                // The other nodes still poll for work; a lost notice only delays it.
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "cannot NOTIFY the other nodes");
+                }
+            }
+        });
+        Announcer { wanted }
+    }
+
+    pub(super) fn announce(&self) {
+        // Full: one is waiting to be sent already, and it will cover this one.
+        let _ = self.wanted.try_send(());
+    }
+}
+
 /// Wakes the engine whenever a node announces queued work. Reconnects after the database
 /// comes back; in the meantime the engine's own polling carries on.
 pub(super) async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>) {
