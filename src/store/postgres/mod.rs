@@ -131,18 +131,15 @@ const STEP_COLUMNS: &str =
     "step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items";
 const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
 
-async fn insert_execution(
-    c: &mut PgConnection,
-    ex: &NewExecution,
-    event_id: Option<&str>,
-    now: i64,
-) -> Result<()> {
+/// Queues a run that no delivery started (manual, scheduled); a delivery's runs are written
+/// with it (`language::ingest`).
+async fn insert_execution(c: &mut PgConnection, ex: &NewExecution, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, watches_resolution)
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, alert_index, input, alert_key, lock_key, replay_of, created_at, watches_resolution)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&ex.id).bind(&ex.workflow_id).bind(ex.version).bind(ex.trigger_type)
-    .bind(event_id).bind(ex.alert_index).bind(ex.input.as_deref())
+    .bind(ex.alert_index).bind(ex.input.as_deref())
     .bind(&ex.alert_key).bind(&ex.lock_key).bind(&ex.replay_of).bind(now)
     .bind(ex.watches_resolution as i32)
     .execute(&mut *c).await?;
@@ -541,7 +538,7 @@ impl Store for PgStore {
 
     async fn create_execution(&self, execution: &NewExecution, now: i64) -> Result<()> {
         let mut tx = self.tx().await?;
-        insert_execution(&mut tx, execution, None, now).await?;
+        insert_execution(&mut tx, execution, now).await?;
         tx.commit().await?;
         self.announcer.announce();
         Ok(())
@@ -773,7 +770,7 @@ impl Store for PgStore {
         if moved.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_execution(&mut tx, execution, None, now).await?;
+        insert_execution(&mut tx, execution, now).await?;
         tx.commit().await?;
         self.announcer.announce();
         Ok(true)
