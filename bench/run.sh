@@ -237,6 +237,8 @@ idle() {
 # --- alertflow ---------------------------------------------------------------------------
 
 AF_BASE= AF_KEY= AF_DATA=
+# The target the alertflow scenarios are recorded as: alertflow-pg while run_alertflow_pg runs.
+AF_TARGET=alertflow
 
 # Starts alertflow on a new, empty data dir; extra arguments go to `serve`. The ingress rate
 # limits (1,000 deliveries/s per key and per source by default) are off: the benchmark measures
@@ -245,7 +247,7 @@ af_start() {
     local name=$1; shift
     local port
     port=$(free_port)
-    AF_DATA=$WORK/alertflow-$name
+    AF_DATA=$WORK/$AF_TARGET-$name
     AF_BASE=http://127.0.0.1:$port
     spawn "$AF_DATA.log" env ALERTFLOW_LOG=warn "$ALERTFLOW" serve --listen "127.0.0.1:$port" --data-dir "$AF_DATA" \
         --ingress-rate-per-key 0 --ingress-rate-per-source 0 "$@"
@@ -283,16 +285,12 @@ run_alertflow() {
     load alertflow healthz "$run" --method GET --url "$AF_BASE/healthz" -n "$((4 * N))" -c "$C" --warmup "$WARMUP"
     stop_server
 
-    # Ingest: no workers, so each delivery is checked, committed and queued, and no step runs.
     local body scenario count
     for body in fixtures alerts:1 alerts:10 alerts:1000; do
         scenario=ingest count=$N
         [[ $body == fixtures ]] || scenario=ingest-${body#alerts:}
         [[ $body == alerts:1000 ]] && count=$BIG_N
-        af_start "$scenario-$run" --workers 0; af_setup e2e
-        load alertflow "$scenario" "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" --body "$body" \
-            -n "$count" -c "$C" --warmup "$((WARMUP < count ? WARMUP : count))"
-        stop_server
+        af_ingest "$run" "$scenario" "$body" "$count"
     done
 
     af_e2e "$run" e2e e2e -n "$N" -c "$C" --warmup "$WARMUP"
@@ -305,10 +303,20 @@ run_alertflow() {
 
 # An end-to-end scenario on a fresh server: every execution must reach the sink and be counted
 # as succeeded by alertflow's own /metrics.
+# Ingest alone on a fresh server with no workers: each delivery is checked, committed and
+# queued, and no step runs.
+af_ingest() {
+    local run=$1 scenario=$2 body=$3 count=$4
+    af_start "$scenario-$run" --workers 0; af_setup e2e
+    load "$AF_TARGET" "$scenario" "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" --body "$body" \
+        -n "$count" -c "$C" --warmup "$((WARMUP < count ? WARMUP : count))"
+    stop_server
+}
+
 af_e2e() {
     local run=$1 scenario=$2 workflow=$3; shift 3
     af_start "$scenario-$run"; af_setup "$workflow"
-    load alertflow "$scenario" "$run" --url "$AF_BASE/hooks/$workflow" --api-key "$AF_KEY" \
+    load "$AF_TARGET" "$scenario" "$run" --url "$AF_BASE/hooks/$workflow" --api-key "$AF_KEY" \
         --sink "$SINK_ADDR" --done-metrics "$AF_BASE/metrics" --done-metric "$DONE_METRIC" "$@"
     stop_server
 }
@@ -341,15 +349,10 @@ pg_drop() {
 # what a node of a cluster does. PostgreSQL runs with its own settings (durable by default).
 run_alertflow_pg() {
     local run=$1
-    pg_create
-    af_start "pg-ingest-$run" --workers 0 --database-url "$PG_URL"; af_setup e2e
-    load alertflow-pg ingest "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" -n "$N" -c "$C" --warmup "$WARMUP"
-    stop_server; pg_drop
-    pg_create
-    af_start "pg-e2e-$run" --database-url "$PG_URL"; af_setup e2e
-    load alertflow-pg e2e "$run" --url "$AF_BASE/hooks/e2e" --api-key "$AF_KEY" \
-        --sink "$SINK_ADDR" --done-metrics "$AF_BASE/metrics" --done-metric "$DONE_METRIC" -n "$N" -c "$C" --warmup "$WARMUP"
-    stop_server; pg_drop
+    AF_TARGET=alertflow-pg
+    pg_create; ALERTFLOW_DATABASE_URL=$PG_URL af_ingest "$run" ingest fixtures "$N"; pg_drop
+    pg_create; ALERTFLOW_DATABASE_URL=$PG_URL af_e2e "$run" e2e e2e -n "$N" -c "$C" --warmup "$WARMUP"; pg_drop
+    AF_TARGET=alertflow
 }
 
 # --- the relay: the end-to-end ceiling ---------------------------------------------------

@@ -116,13 +116,7 @@ pub(super) async fn ingest(c: &mut PgConnection, ev: &NewEvent) -> Result<Ingest
         }
     }
     let executions: Vec<String> = admitted.iter().map(|e| e.id.clone()).collect();
-    let event = DeliveryRow {
-        outcome,
-        status_code: status,
-        reason: reason.as_deref(),
-        executions: &executions,
-    };
-    insert_delivery(c, ev, &event, admitted).await?;
+    insert_delivery(c, ev, outcome, status, reason.as_deref(), admitted).await?;
     if !ev.resolved_keys.is_empty() {
         mark_resolved(c, &ev.workflow_id, &ev.resolved_keys, ev.received_at).await?;
     }
@@ -139,25 +133,21 @@ pub(super) async fn ingest(c: &mut PgConnection, ev: &NewEvent) -> Result<Ingest
     })
 }
 
-/// What the delivery's checks decided, as its event row records it.
-struct DeliveryRow<'a> {
-    outcome: &'a str,
-    status_code: u16,
-    reason: Option<&'a str>,
-    executions: &'a [String],
-}
-
-/// The event, its runs and their jobs in one statement:
-/// one round trip to the server instead of one per row. (Each round trip costs the server
-/// a wake-up and the statement's own overhead, which were most of its CPU under load.) The
-/// foreign keys are checked at the end of the statement, when the event is there.
+/// The event, its runs and their jobs in one statement: one round trip to the server instead
+/// of one per row. (Each round trip costs the server a wake-up and the statement's own
+/// overhead, which were most of its CPU under load.) The foreign keys are checked at the end
+/// of the statement, when the event is there. `outcome`, `status_code` and `reason` are what
+/// the delivery's checks decided.
 async fn insert_delivery(
     c: &mut PgConnection,
     ev: &NewEvent,
-    row: &DeliveryRow<'_>,
+    outcome: &str,
+    status_code: u16,
+    reason: Option<&str>,
     runs: &[NewExecution],
 ) -> Result<()> {
     let column = |f: fn(&NewExecution) -> Option<String>| runs.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     sqlx::query(
         "WITH event AS (
             INSERT INTO events (id, workflow_id, received_at, outcome, status_code, reason, key_name, dedupe_key, executions, body)
@@ -172,12 +162,12 @@ async fn insert_delivery(
          )
          SELECT 1",
     )
-    .bind(&ev.id).bind(&ev.workflow_id).bind(ev.received_at).bind(row.outcome)
-    .bind(row.status_code as i64).bind(row.reason).bind(&ev.key_name)
+    .bind(&ev.id).bind(&ev.workflow_id).bind(ev.received_at).bind(outcome)
+    .bind(status_code as i64).bind(reason).bind(&ev.key_name)
     .bind(ev.dedupe.as_ref().map(|d| &d.0))
-    .bind(serde_json::to_string(row.executions).unwrap_or_default())
+    .bind(serde_json::to_string(&ids).unwrap_or_default())
     .bind(ev.body.as_deref())
-    .bind(column(|r| Some(r.id.clone())))
+    .bind(&ids)
     .bind(column(|r| Some(r.workflow_id.clone())))
     .bind(runs.iter().map(|r| r.version).collect::<Vec<_>>())
     .bind(column(|r| Some(r.trigger_type.to_string())))
