@@ -207,6 +207,14 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     // back and exits cleanly by itself.
     let pid = server.id().unwrap() as i32;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // The signal is handled a moment later, on the server's own time: a delivery sent at once
+    // could arrive before it (seen once in CI). "After SIGTERM" is once the node says it is
+    // stopping, which /readyz tells the load balancer too.
+    wait_for(|| async {
+        let ready = http.get(format!("{base}/readyz")).send().await;
+        ready.map_or(true, |r| r.status() == 503).then_some(())
+    })
+    .await;
     let after = http.post(&hook).json(&serde_json::json!({})).send().await;
     let after = after.map(|r| r.status().as_u16()).ok();
     assert!(
