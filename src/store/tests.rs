@@ -92,6 +92,7 @@ macro_rules! both_stores {
 both_stores!(
     concurrent_writes_fail_alone,
     duplicates_are_decided_once,
+    a_delivery_that_cannot_be_written_fails_alone,
     a_duplicate_is_one_accepted_inside_the_window_for_the_same_workflow,
     a_delivery_that_failed_to_commit_is_no_original,
     a_schedule_fires_once_when_two_nodes_race,
@@ -112,7 +113,7 @@ fn key(name: &str, digest: &str) -> KeyRecord {
     }
 }
 
-fn event(id: &str, dedupe: &str) -> NewEvent {
+pub(crate) fn event(id: &str, dedupe: &str) -> NewEvent {
     NewEvent {
         lease: None,
         id: id.into(),
@@ -179,6 +180,41 @@ async fn duplicates_are_decided_once(store: Arc<dyn Store>) {
         "{outcomes:?}"
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "duplicate").count(), 9);
+}
+
+async fn a_delivery_that_cannot_be_written_fails_alone(store: Arc<dyn Store>) {
+    // Deliveries that arrive together share a commit. One whose run's id is taken fails; the
+    // others are kept and answered as started.
+    store
+        .create_execution(&manual_run("taken"), 1)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        let run = if i == 7 {
+            "taken".into()
+        } else {
+            format!("r{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let ev = NewEvent {
+                executions: vec![manual_run(&run)],
+                ..event(&format!("e{i}"), &format!("k{i}"))
+            };
+            s.ingest(ev).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        match (i, t.await.unwrap()) {
+            (7, Err(_)) => {}
+            (7, Ok(o)) => panic!("the delivery with a taken run id was {}", o.outcome),
+            (_, r) => assert_eq!(r.unwrap().outcome, "started"),
+        }
+    }
+    let events = store.list_events(None, 100).await.unwrap();
+    assert_eq!(events.len(), 19);
+    assert!(events.iter().all(|e| e.id != "e7"));
 }
 
 /// An accepted delivery with the key, at `received_at`, looking back `window_ms`.
@@ -328,7 +364,7 @@ async fn a_resolve_marks_only_runs_that_watch_for_it(store: Arc<dyn Store>) {
     );
 }
 
-fn manual_run(id: &str) -> NewExecution {
+pub(crate) fn manual_run(id: &str) -> NewExecution {
     NewExecution {
         id: id.into(),
         workflow_id: "w".into(),

@@ -3,6 +3,7 @@
 //! serialised per identity with an advisory lock, so two nodes given the same notification by
 //! HA Alertmanager peers start one run; queued work is announced with NOTIFY.
 
+mod ingest;
 mod language;
 mod queue;
 mod users;
@@ -22,6 +23,7 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 pub struct PgStore {
     pool: PgPool,
     announcer: queue::Announcer,
+    ingester: ingest::Ingester,
 }
 
 impl PgStore {
@@ -52,7 +54,12 @@ impl PgStore {
             .await?;
         super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
         let announcer = queue::Announcer::start(pool.clone(), WORK_CHANNEL);
-        Ok(PgStore { pool, announcer })
+        let ingester = ingest::Ingester::start(pool.clone(), announcer.clone());
+        Ok(PgStore {
+            pool,
+            announcer,
+            ingester,
+        })
     }
 
     /// Runs a `DELETE ... WHERE x = $1`; no row deleted is `NotFound`.
@@ -132,7 +139,7 @@ const STEP_COLUMNS: &str =
 const WORKFLOW_SELECT: &str = "SELECT w.id, v.version, v.document, v.source, w.created_at, w.updated_at FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id";
 
 /// Queues a run that no delivery started (manual, scheduled); a delivery's runs are written
-/// with it (`language::ingest`).
+/// with it (`ingest::insert`).
 async fn insert_execution(c: &mut PgConnection, ex: &NewExecution, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO executions (id, workflow_id, version, status, trigger_type, alert_index, input, alert_key, lock_key, replay_of, created_at, watches_resolution)
@@ -467,14 +474,7 @@ impl Store for PgStore {
     }
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
-        let mut tx = self.tx().await?;
-        let out = language::ingest(&mut tx, &event).await?;
-        tx.commit().await?;
-        // New runs, or waiting runs a resolve brought forward.
-        if !out.executions.is_empty() || !event.resolved_keys.is_empty() {
-            self.announcer.announce();
-        }
-        Ok(out)
+        self.ingester.ingest(event).await
     }
 
     async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {

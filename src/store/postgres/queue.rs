@@ -122,6 +122,7 @@ pub(super) async fn cancel(pool: &PgPool, id: &str, now: i64) -> Result<CancelOu
 /// fsync each. Under load nearly every backend was waiting for it (`Lock:object` at COMMIT in
 /// `pg_stat_activity`). Here one task sends them, one at a time, and the announcements made
 /// while one is sent become the next one.
+#[derive(Clone)]
 pub(super) struct Announcer {
     wanted: tokio::sync::mpsc::Sender<()>,
 }
