@@ -1,6 +1,7 @@
 //! Storage behind one trait. SQLite is embedded; PostgreSQL follows with the same SQL shapes
 //! (integer millisecond times, the job queue as a table with leases).
 
+mod hook_cache;
 mod postgres;
 mod sqlite;
 

@@ -17,6 +17,10 @@ use std::time::Duration;
 /// The channel a node NOTIFYs when it queues work, so idle nodes start it at once.
 const WORK_CHANNEL: &str = "alertflow_work";
 
+/// The channel a node NOTIFYs when it changed keys or workflows, so the others drop their
+/// cached webhook lookups.
+const HOOKS_CHANNEL: &str = "alertflow_hooks";
+
 /// A pooled connection idle this long is pinged before it is lent again.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 
@@ -24,6 +28,8 @@ pub struct PgStore {
     pool: PgPool,
     announcer: queue::Announcer,
     ingester: ingest::Ingester,
+    hooks: Arc<super::hook_cache::HookCache>,
+    hooks_changed: queue::Announcer,
 }
 
 impl PgStore {
@@ -55,10 +61,17 @@ impl PgStore {
         super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
         let announcer = queue::Announcer::start(pool.clone(), WORK_CHANNEL);
         let ingester = ingest::Ingester::start(pool.clone(), announcer.clone());
+        let hooks = Arc::new(super::hook_cache::HookCache::default());
+        let cache = hooks.clone();
+        tokio::spawn(queue::listen(pool.clone(), HOOKS_CHANNEL, move || {
+            cache.clear()
+        }));
         Ok(PgStore {
+            hooks_changed: queue::Announcer::start(pool.clone(), HOOKS_CHANNEL),
             pool,
             announcer,
             ingester,
+            hooks,
         })
     }
 
@@ -73,6 +86,14 @@ impl PgStore {
 
     async fn tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Runs a change to keys or workflows, then drops the cached lookups, here and, by a
+    /// NOTIFY, on the other nodes.
+    async fn changing_hooks<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let out = self.hooks.changing(change).await;
+        self.hooks_changed.announce();
+        out
     }
 }
 
@@ -221,7 +242,9 @@ impl Store for PgStore {
     }
 
     fn listen_for_work(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        tokio::spawn(queue::listen(self.pool.clone(), WORK_CHANNEL, wake));
+        tokio::spawn(queue::listen(self.pool.clone(), WORK_CHANNEL, move || {
+            wake.notify_one()
+        }));
     }
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
@@ -330,15 +353,15 @@ impl Store for PgStore {
     }
 
     async fn create_key(&self, key: &KeyRecord) -> Result<()> {
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO api_keys (name, digest, value_enc, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&key.name)
         .bind(&key.digest)
         .bind(&key.value_enc)
         .bind(key.created_at)
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        self.changing_hooks(insert).await?;
         Ok(())
     }
 
@@ -358,6 +381,10 @@ impl Store for PgStore {
     }
 
     async fn hook_lookup(&self, key_digest: &str, workflow_id: &str) -> Result<Arc<HookLookup>> {
+        if let Some(lookup) = self.hooks.get(key_digest, workflow_id) {
+            return Ok(lookup);
+        }
+        let generation = self.hooks.generation();
         let row = sqlx::query(
             "SELECT k.name, k.digest, k.value_enc, k.created_at, k.last_used_at,
                     w.id AS w_id, v.version, v.document, w.created_at AS w_created_at, w.updated_at AS w_updated_at
@@ -384,11 +411,14 @@ impl Store for PgStore {
                 created_at: row.get("w_created_at"),
                 updated_at: row.get("w_updated_at"),
             });
-        Ok(Arc::new(HookLookup { key, workflow }))
+        let lookup = Arc::new(HookLookup { key, workflow });
+        self.hooks
+            .keep(generation, key_digest, workflow_id, &lookup);
+        Ok(lookup)
     }
 
     async fn delete_key(&self, name: &str) -> Result<()> {
-        self.delete_one("DELETE FROM api_keys WHERE name = $1", name)
+        self.changing_hooks(self.delete_one("DELETE FROM api_keys WHERE name = $1", name))
             .await
     }
 
@@ -400,20 +430,23 @@ impl Store for PgStore {
         next_fire_at: Option<i64>,
         now: i64,
     ) -> Result<SaveOutcome> {
-        let mut tx = self.tx().await?;
-        // One writer per workflow at a time: two nodes applying at once get versions n and n+1.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('workflow:' || $1))")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let outcome = language::save_workflow(&mut tx, id, document, source, now).await?;
-        match next_fire_at {
-            Some(at) => sqlx::query("INSERT INTO schedules (workflow_id, next_fire_at) VALUES ($1, $2) ON CONFLICT (workflow_id) DO UPDATE SET next_fire_at = CASE WHEN $3 THEN schedules.next_fire_at ELSE excluded.next_fire_at END")
-                .bind(id).bind(at).bind(outcome.unchanged).execute(&mut *tx).await?,
-            None => sqlx::query("DELETE FROM schedules WHERE workflow_id = $1").bind(id).execute(&mut *tx).await?,
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        self.changing_hooks(async {
+            let mut tx = self.tx().await?;
+            // One writer per workflow at a time: two nodes applying at once get versions n and n+1.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('workflow:' || $1))")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let outcome = language::save_workflow(&mut tx, id, document, source, now).await?;
+            match next_fire_at {
+                Some(at) => sqlx::query("INSERT INTO schedules (workflow_id, next_fire_at) VALUES ($1, $2) ON CONFLICT (workflow_id) DO UPDATE SET next_fire_at = CASE WHEN $3 THEN schedules.next_fire_at ELSE excluded.next_fire_at END")
+                    .bind(id).bind(at).bind(outcome.unchanged).execute(&mut *tx).await?,
+                None => sqlx::query("DELETE FROM schedules WHERE workflow_id = $1").bind(id).execute(&mut *tx).await?,
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>> {
@@ -457,24 +490,33 @@ impl Store for PgStore {
     }
 
     async fn delete_workflow(&self, id: &str) -> Result<()> {
-        let mut tx = self.tx().await?;
-        sqlx::query("DELETE FROM schedules WHERE workflow_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM workflows WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await?;
-        Ok(())
+        self.changing_hooks(async {
+            let mut tx = self.tx().await?;
+            sqlx::query("DELETE FROM schedules WHERE workflow_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query("DELETE FROM workflows WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
-        self.ingester.ingest(event).await
+        let touches_key = event.touch_key && event.key_name.is_some();
+        let ingested = self.ingester.ingest(event).await;
+        if touches_key {
+            // The cached key's last use is now old; the next lookup reads the new one.
+            self.hooks.clear();
+        }
+        ingested
     }
 
     async fn list_events(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
@@ -789,6 +831,62 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key deleted through one node is refused by another at once, not after its cached
+    /// lookup expires: the deleting node's NOTIFY clears the other's cache.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_deleted_on_one_node_is_dropped_from_the_others_cache() {
+        let Some(db) = crate::store::tests::TestDb::create().await else {
+            return;
+        };
+        let (a, b) = (
+            PgStore::open(&db.url, 2).await.unwrap(),
+            PgStore::open(&db.url, 2).await.unwrap(),
+        );
+        // Whether a's cache is cleared by a notice after b's change (which announces one).
+        async fn cleared_after(a: &PgStore, change: impl std::future::Future<Output = ()>) -> bool {
+            let before = a.hooks.generation();
+            change.await;
+            for _ in 0..100 {
+                if a.hooks.generation() != before {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+        // a's listener connects in the background: b changes something until a hears it.
+        let mut heard = false;
+        for i in 0..20 {
+            let key = KeyRecord {
+                name: format!("probe{i}"),
+                digest: format!("p{i}"),
+                value_enc: vec![1],
+                created_at: 1,
+                last_used_at: None,
+            };
+            if cleared_after(&a, async { b.create_key(&key).await.unwrap() }).await {
+                heard = true;
+                break;
+            }
+        }
+        assert!(heard, "node a never heard node b's change");
+        let key = KeyRecord {
+            name: "ops".into(),
+            digest: "d".into(),
+            value_enc: vec![1],
+            created_at: 1,
+            last_used_at: None,
+        };
+        assert!(cleared_after(&a, async { b.create_key(&key).await.unwrap() }).await);
+        assert!(a.hook_lookup("d", "w").await.unwrap().key.is_some());
+        assert!(a.hooks.get("d", "w").is_some(), "the lookup is cached");
+        let deleted = async { b.delete_key("ops").await.unwrap() };
+        assert!(cleared_after(&a, deleted).await, "no notice of the delete");
+        assert!(a.hook_lookup("d", "w").await.unwrap().key.is_none());
+        drop((a, b));
+        db.drop_database().await;
+    }
 
     /// With every connection taken, a request fails as unavailable (503 upstream) instead of
     /// hanging.

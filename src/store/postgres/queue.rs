@@ -2,8 +2,6 @@
 //! other's rows, leases that a dead node's heartbeat stops extending, and LISTEN for work.
 
 use super::*;
-use std::sync::Arc;
-use tokio::sync::Notify;
 
 pub(super) async fn claim(
     pool: &PgPool,
@@ -152,15 +150,16 @@ impl Announcer {
     }
 }
 
-/// Wakes the engine whenever a node announces queued work. Reconnects after the database
-/// comes back; in the meantime the engine's own polling carries on.
-pub(super) async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>) {
+/// Calls `on_notice` for each NOTIFY on `channel` (queued work, changed keys). Reconnects
+/// after the database comes back; in the meantime the engine's polling and the cache's expiry
+/// carry on.
+pub(super) async fn listen(pool: PgPool, channel: &'static str, on_notice: impl Fn()) {
     loop {
         match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
                 if listener.listen(channel).await.is_ok() {
                     while listener.recv().await.is_ok() {
-                        wake.notify_one();
+                        on_notice();
                     }
                 }
             }

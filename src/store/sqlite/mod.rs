@@ -1,5 +1,4 @@
 mod direct;
-mod hook_cache;
 mod hot;
 mod language;
 mod recent;
@@ -23,7 +22,7 @@ pub struct SqliteStore {
     writer: Writer,
     /// The hot reads (a delivery's lookup, a run's state), synchronous (see `direct.rs`).
     readers: direct::Readers,
-    hooks: hook_cache::HookCache,
+    hooks: super::hook_cache::HookCache,
     /// The writer's index of recent deliveries by dedupe key (see `recent.rs`).
     recent: std::sync::Arc<std::sync::Mutex<recent::RecentDeliveries>>,
     /// Held while the store is open (see `lock_database`).

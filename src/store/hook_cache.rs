@@ -1,10 +1,11 @@
 //! The webhook's lookup (a key by its digest, a workflow's current version), kept in memory.
 //!
-//! Every delivery needs it and it rarely changes: keys and workflows change through this
-//! process's own writes, which clear the cache once committed. A generation taken before each
-//! read keeps a read that raced such a write out of the cache, and entries expire after a
-//! second anyway, which bounds how long a change made by anything else (another process on the
-//! same file) goes unseen.
+//! Every delivery needs it and it rarely changes. This process's own changes to keys and
+//! workflows clear the cache once committed; on PostgreSQL, another node's changes clear it
+//! when their NOTIFY arrives. A generation taken before each read keeps a read that raced such
+//! a change out of the cache, and entries expire after a second anyway, which bounds how long a
+//! change goes unseen when no notice comes (another process on the same SQLite file, a
+//! PostgreSQL listener reconnecting).
 
 use crate::store::HookLookup;
 use std::collections::HashMap;
