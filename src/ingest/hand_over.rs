@@ -1,5 +1,5 @@
 //! Handing a delivery's run to this node's engine at ingest, stored already claimed, so that
-//! it starts without a claim commit and a load (`Store::claims_at_ingest`).
+//! it starts without a claim commit and a load (`NewEvent::lease`).
 
 use crate::engine::Engine;
 use crate::store::{ExecutionRecord, Lease, NewEvent, RunState};
@@ -8,9 +8,11 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The run a delivery starts, for this node's engine to start at once (see `Engine::adopt`):
-/// when the store supports it, the delivery starts exactly one run that no other run must go
-/// before (`split` and `concurrency: per_alert` are left to the claim), and a worker is free.
-/// Sets the event's lease accordingly.
+/// when the delivery starts exactly one run that no other run must go before (`split` and
+/// `concurrency: per_alert` are left to the claim), and a worker is free. Sets the event's
+/// lease accordingly. In a cluster the node that took the delivery runs it; deliveries are
+/// spread over the nodes by whatever spreads the webhooks, and a busy node leaves its runs to
+/// the claim.
 pub(super) fn prepare(
     state: &AppState,
     event: &mut NewEvent,
@@ -19,7 +21,7 @@ pub(super) fn prepare(
     let [ex] = event.executions.as_slice() else {
         return None;
     };
-    if !state.store.claims_at_ingest() || ex.alert_index.is_some() || ex.lock_key.is_some() {
+    if ex.alert_index.is_some() || ex.lock_key.is_some() {
         return None;
     }
     let slot = engine.try_reserve()?;

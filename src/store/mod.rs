@@ -168,7 +168,8 @@ pub struct NewEvent {
     pub resolved_keys: Vec<String>,
     pub executions: Vec<NewExecution>,
     /// The node that took the delivery runs its executions itself: they are stored running,
-    /// with this node's lease (see `Store::claims_at_ingest`).
+    /// with this node's lease, and started without a claim and a load (`ingest::hand_over`);
+    /// the lease is kept and released as a claim's is.
     pub lease: Option<Lease>,
 }
 
@@ -508,13 +509,6 @@ pub trait Store: Send + Sync + 'static {
     /// Whether writes started concurrently are committed in the order they were started
     /// (SQLite's single writer); the engine then sends a run's writes together.
     fn orders_concurrent_writes(&self) -> bool {
-        false
-    }
-    /// Whether `ingest` honours `NewEvent::lease`, so that the node that took a delivery can
-    /// start its run at once, without a claim and a load (its leases are kept and released
-    /// as a claim's are). The PostgreSQL store leaves runs to the claim, which spreads them
-    /// over the cluster.
-    fn claims_at_ingest(&self) -> bool {
         false
     }
     /// Saves a step's state, with what it leaves in the alert's memory, in one transaction.

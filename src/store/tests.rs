@@ -97,6 +97,7 @@ both_stores!(
     a_delivery_that_failed_to_commit_is_no_original,
     a_schedule_fires_once_when_two_nodes_race,
     each_job_is_claimed_by_one_node,
+    a_delivery_taken_with_a_lease_is_claimed_already,
     parked_runs_wake_on_decisions_and_resolves,
     a_resolve_marks_only_runs_that_watch_for_it,
     users_sessions_and_tokens_keep_an_admin,
@@ -413,6 +414,37 @@ async fn each_job_is_claimed_by_one_node(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(again.len(), 30);
     assert!(again.iter().all(|(_, claims)| *claims == 2));
+}
+
+async fn a_delivery_taken_with_a_lease_is_claimed_already(store: Arc<dyn Store>) {
+    // The node that takes a delivery may run it at once: its run is stored running, under
+    // that node's lease, and no other node claims it until the lease has run out.
+    let leased = NewEvent {
+        executions: vec![manual_run("mine")],
+        lease: Some(Lease {
+            node: "a".into(),
+            until: 61_000,
+        }),
+        ..event("e1", "k1")
+    };
+    let queued = NewEvent {
+        executions: vec![NewExecution {
+            alert_key: Some("other".into()),
+            ..manual_run("theirs")
+        }],
+        ..event("e2", "k2")
+    };
+    store.ingest(leased).await.unwrap();
+    store.ingest(queued).await.unwrap();
+    let (run, _) = store.get_execution("mine").await.unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.started_at),
+        ("running", Some(1_000))
+    );
+    let claimed = store.claim_jobs("b", 2_000, 60_000, 10).await.unwrap();
+    assert_eq!(claimed, [("theirs".to_string(), 1)]);
+    let after_lease = store.claim_jobs("b", 61_001, 60_000, 10).await.unwrap();
+    assert_eq!(after_lease, [("mine".to_string(), 2)]);
 }
 
 async fn parked_runs_wake_on_decisions_and_resolves(store: Arc<dyn Store>) {

@@ -283,7 +283,9 @@ async fn lock_max_runs(
 }
 
 /// The events, their runs and the runs' jobs in one statement: one round trip for the batch.
-/// The foreign keys are checked at the end of the statement, when the events are there.
+/// The foreign keys are checked at the end of the statement, when the events are there. A
+/// delivery with a lease has its runs stored as claimed by that node (running, claimed once),
+/// which starts them at once (see `ingest::hand_over`).
 async fn insert(
     c: &mut PgConnection,
     events: &[&NewEvent],
@@ -301,12 +303,16 @@ async fn insert(
             INSERT INTO events (id, workflow_id, received_at, outcome, status_code, reason, key_name, dedupe_key, executions, body)
             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])
          ), runs AS (
-            INSERT INTO executions (id, event_id, created_at, workflow_id, version, status, trigger_type, alert_index, input, alert_key, lock_key, replay_of, watches_resolution)
-            SELECT r.id, r.event_id, r.created_at, r.workflow_id, r.version, 'pending', r.trigger_type, r.alert_index, r.input, r.alert_key, r.lock_key, r.replay_of, r.watches_resolution
-            FROM unnest($11::text[], $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bytea[], $19::text[], $20::text[], $21::text[], $22::int[])
-              AS r(id, event_id, created_at, workflow_id, version, trigger_type, alert_index, input, alert_key, lock_key, replay_of, watches_resolution)
+            INSERT INTO executions (id, event_id, created_at, workflow_id, version, status, trigger_type, alert_index, input, alert_key, lock_key, replay_of, watches_resolution, started_at)
+            SELECT r.id, r.event_id, r.created_at, r.workflow_id, r.version, CASE WHEN r.owner IS NULL THEN 'pending' ELSE 'running' END,
+                   r.trigger_type, r.alert_index, r.input, r.alert_key, r.lock_key, r.replay_of, r.watches_resolution,
+                   CASE WHEN r.owner IS NULL THEN NULL ELSE r.created_at END
+            FROM unnest($11::text[], $12::text[], $13::bigint[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bytea[], $19::text[], $20::text[], $21::text[], $22::int[], $23::text[])
+              AS r(id, event_id, created_at, workflow_id, version, trigger_type, alert_index, input, alert_key, lock_key, replay_of, watches_resolution, owner)
          ), queued AS (
-            INSERT INTO jobs (execution_id, run_at) SELECT * FROM unnest($11::text[], $13::bigint[])
+            INSERT INTO jobs (execution_id, run_at, lease_owner, lease_until, claims)
+            SELECT id, run_at, owner, until, CASE WHEN owner IS NULL THEN 0 ELSE 1 END
+            FROM unnest($11::text[], $13::bigint[], $23::text[], $24::bigint[]) AS j(id, run_at, owner, until)
          )
          SELECT 1",
     )
@@ -332,6 +338,8 @@ async fn insert(
     .bind(text(|r| r.lock_key.as_deref()))
     .bind(text(|r| r.replay_of.as_deref()))
     .bind(runs().map(|(_, r)| r.watches_resolution as i32).collect::<Vec<_>>())
+    .bind(runs().map(|(e, _)| e.lease.as_ref().map(|l| l.node.as_str())).collect::<Vec<_>>())
+    .bind(runs().map(|(e, _)| e.lease.as_ref().map(|l| l.until)).collect::<Vec<_>>())
     .execute(&mut *c)
     .await?;
     Ok(())

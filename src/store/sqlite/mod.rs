@@ -494,10 +494,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn claims_at_ingest(&self) -> bool {
-        true
-    }
-
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         let touches_key = event.touch_key && event.key_name.is_some();
         let recent = self.recent.clone();
