@@ -102,6 +102,7 @@ both_stores!(
     a_resolve_marks_only_runs_that_watch_for_it,
     users_sessions_and_tokens_keep_an_admin,
     a_delivery_runs_and_ends_as_stored,
+    runs_in_progress_write_together_and_fail_alone,
 );
 
 fn key(name: &str, digest: &str) -> KeyRecord {
@@ -762,6 +763,59 @@ async fn a_delivery_runs_and_ends_as_stored(store: Arc<dyn Store>) {
     // Its job is gone: once every lease has run out, only the other run comes back.
     let again = store.claim_jobs("m", 100_000, 60_000, 10).await.unwrap();
     assert_eq!(again, [("r1".to_string(), 2)]);
+}
+
+async fn runs_in_progress_write_together_and_fail_alone(store: Arc<dyn Store>) {
+    // Twenty runs save their steps and end at once, so their writes share commits; a save for
+    // a run that does not exist fails without failing the others.
+    for i in 0..20 {
+        let run = manual_run(&format!("x{i:02}"));
+        store.create_execution(&run, 1).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..21 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i == 20 {
+                "ghost".into()
+            } else {
+                format!("x{i:02}")
+            };
+            let out = format!("{i}");
+            let first = [
+                step("a", 0, "succeeded", None),
+                step("b", 1, "running", None),
+            ];
+            s.save_steps(&id, &first).await?;
+            s.save_step(&id, &step("b", 1, "succeeded", Some(&out)), None)
+                .await?;
+            s.finish_execution(&id, "succeeded", None, 5_000).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let written = t.await.unwrap();
+        assert_eq!(written.is_ok(), i < 20, "run {i}: {written:?}");
+    }
+    for i in 0..20 {
+        let (x, steps) = store.get_execution(&format!("x{i:02}")).await.unwrap();
+        assert_eq!(
+            (x.status.as_str(), x.finished_at),
+            ("succeeded", Some(5_000))
+        );
+        let saved: Vec<_> = steps
+            .iter()
+            .map(|s| (s.step_id.as_str(), s.status.as_str(), s.output.clone()))
+            .collect();
+        assert_eq!(
+            saved,
+            [
+                ("a", "succeeded", None),
+                ("b", "succeeded", Some(format!("{i}")))
+            ]
+        );
+    }
+    let left = store.claim_jobs("n", 100_000, 60_000, 100).await.unwrap();
+    assert!(left.is_empty(), "ended runs keep no job: {left:?}");
 }
 
 /// Work queued through one node's store wakes another node LISTENing on the same database:

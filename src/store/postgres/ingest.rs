@@ -1,113 +1,35 @@
-//! Deliveries on PostgreSQL, taken together. The deliveries that arrive while earlier ones are
-//! being written share one transaction: one statement takes their duplicate locks, one checks
-//! them, one writes every event, run and job, and one COMMIT makes them all durable, as
-//! SQLite's writer shares one commit among them. One transaction per delivery cost about six
-//! round trips each, and PostgreSQL's work per statement was most of its CPU under load
-//! (bench/ANALYSIS.md, rounds 11 and 12).
+//! Deliveries on PostgreSQL, taken together (see `batch`): one statement takes the batch's
+//! duplicate locks, one checks them, one writes every event, run and job, and one COMMIT makes
+//! them all durable. One transaction per delivery had cost about six round trips each.
 
+use super::batch::BatchWrite;
 use super::*;
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Deliveries in one transaction at most: bounds the statements' arrays, and what one failed
-/// transaction sends back to be written again one by one.
-const MAX_BATCH: usize = 64;
-
-/// Transactions in flight at once: while one waits for its commit to be flushed, the next
-/// gathers what arrived meanwhile and runs.
-const LANES: usize = 3;
-
-pub(super) struct Ingester {
-    queue: mpsc::Sender<Pending>,
+/// Writes deliveries (see `batch`): decides each, inserts them all, and tells the other nodes
+/// of new runs once committed.
+pub(super) struct Deliveries {
+    pub(super) announcer: queue::Announcer,
 }
 
-struct Pending {
-    event: NewEvent,
-    answer: oneshot::Sender<Result<Ingested>>,
-}
+#[async_trait]
+impl BatchWrite for Deliveries {
+    type Item = NewEvent;
+    type Out = Ingested;
 
-impl Ingester {
-    /// The task ends with the store (when the queue's sender is dropped).
-    pub(super) fn start(pool: PgPool, announcer: queue::Announcer) -> Ingester {
-        let (queue, waiting) = mpsc::channel(1024);
-        tokio::spawn(gather(pool, announcer, waiting));
-        Ingester { queue }
-    }
-
-    pub(super) async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
-        let stopped = || StoreError::Unavailable("the store is shutting down".into());
-        let (answer, answered) = oneshot::channel();
-        self.queue
-            .send(Pending { event, answer })
-            .await
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
-    }
-}
-
-/// Takes whatever is waiting, up to `MAX_BATCH`, whenever a lane is free.
-async fn gather(pool: PgPool, announcer: queue::Announcer, mut waiting: mpsc::Receiver<Pending>) {
-    let lanes = Arc::new(Semaphore::new(LANES));
-    loop {
-        let Ok(lane) = lanes.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = waiting.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+    async fn write(
+        &self,
+        pool: &PgPool,
+        events: &[&NewEvent],
+    ) -> std::result::Result<Vec<Ingested>, sqlx::Error> {
+        let outcomes = write_together(pool, events).await?;
+        // New runs, or waiting runs that a resolve brought forward.
+        let queued = outcomes.iter().any(|o| !o.executions.is_empty())
+            || events.iter().any(|e| !e.resolved_keys.is_empty());
+        if queued {
+            self.announcer.announce();
         }
-        let (pool, announcer) = (pool.clone(), announcer.clone());
-        tokio::spawn(async move {
-            write(&pool, &announcer, batch).await;
-            drop(lane);
-        });
-    }
-}
-
-async fn write(pool: &PgPool, announcer: &queue::Announcer, batch: Vec<Pending>) {
-    let events: Vec<&NewEvent> = batch.iter().map(|p| &p.event).collect();
-    match write_together(pool, &events).await {
-        Ok(outcomes) => {
-            announce(announcer, &events, &outcomes);
-            for (pending, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = pending.answer.send(Ok(outcome));
-            }
-        }
-        // A statement failed: one delivery's fault (a workflow deleted meanwhile, say) must
-        // not fail the others, so each is written again on its own.
-        Err(sqlx::Error::Database(_)) if batch.len() > 1 => {
-            for pending in batch {
-                let alone = write_together(pool, &[&pending.event]).await;
-                if let Ok(outcomes) = &alone {
-                    announce(announcer, &[&pending.event], outcomes);
-                }
-                let answer = alone.map(|mut o| o.remove(0)).map_err(StoreError::from);
-                let _ = pending.answer.send(answer);
-            }
-        }
-        // The database is out of reach: every delivery gets the error (503), and Alertmanager
-        // sends it again.
-        Err(e) => {
-            let e = StoreError::from(e);
-            for pending in batch {
-                let _ = pending.answer.send(Err(e.clone()));
-            }
-        }
-    }
-}
-
-/// New runs, or waiting runs that a resolve brought forward: the other nodes are told.
-fn announce(announcer: &queue::Announcer, events: &[&NewEvent], outcomes: &[Ingested]) {
-    let queued = outcomes.iter().any(|o| !o.executions.is_empty())
-        || events.iter().any(|e| !e.resolved_keys.is_empty());
-    if queued {
-        announcer.announce();
+        Ok(outcomes)
     }
 }
 

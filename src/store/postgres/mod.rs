@@ -3,12 +3,15 @@
 //! serialised per identity with an advisory lock, so two nodes given the same notification by
 //! HA Alertmanager peers start one run; queued work is announced with NOTIFY.
 
+mod batch;
 mod ingest;
 mod language;
 mod queue;
+mod run_writes;
 mod users;
 
 use super::*;
+use run_writes::RunWrite;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use std::str::FromStr;
@@ -27,7 +30,8 @@ const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 pub struct PgStore {
     pool: PgPool,
     announcer: queue::Announcer,
-    ingester: ingest::Ingester,
+    deliveries: batch::Batcher<ingest::Deliveries>,
+    run_writes: batch::Batcher<run_writes::RunWrites>,
     hooks: Arc<super::hook_cache::HookCache>,
     hooks_changed: queue::Announcer,
 }
@@ -60,18 +64,24 @@ impl PgStore {
             .await?;
         super::migrate(sqlx::migrate!("migrations/postgres"), &pool).await?;
         let announcer = queue::Announcer::start(pool.clone(), WORK_CHANNEL);
-        let ingester = ingest::Ingester::start(pool.clone(), announcer.clone());
+        let deliveries = ingest::Deliveries {
+            announcer: announcer.clone(),
+        };
+        let run_writes = run_writes::RunWrites {
+            announcer: announcer.clone(),
+        };
         let hooks = Arc::new(super::hook_cache::HookCache::default());
         let cache = hooks.clone();
         tokio::spawn(queue::listen(pool.clone(), HOOKS_CHANNEL, move || {
             cache.clear()
         }));
         Ok(PgStore {
+            deliveries: batch::Batcher::start(pool.clone(), deliveries),
+            run_writes: batch::Batcher::start(pool.clone(), run_writes),
             hooks_changed: queue::Announcer::start(pool.clone(), HOOKS_CHANNEL),
-            pool,
-            announcer,
-            ingester,
             hooks,
+            announcer,
+            pool,
         })
     }
 
@@ -176,47 +186,6 @@ async fn insert_execution(c: &mut PgConnection, ex: &NewExecution, now: i64) -> 
         .bind(now)
         .execute(&mut *c)
         .await?;
-    Ok(())
-}
-
-/// Inserts or updates steps of one run in one statement. A step listed twice keeps its last
-/// state (one statement cannot update a row twice).
-async fn upsert_steps<'c>(
-    c: impl sqlx::PgExecutor<'c>,
-    execution_id: &str,
-    steps: &[StepRecord],
-) -> Result<()> {
-    let mut last: Vec<&StepRecord> = Vec::with_capacity(steps.len());
-    for s in steps {
-        match last.iter_mut().find(|l| l.step_id == s.step_id) {
-            Some(l) => *l = s,
-            None => last.push(s),
-        }
-    }
-    let text = |f: fn(&StepRecord) -> Option<String>| last.iter().map(|s| f(s)).collect::<Vec<_>>();
-    let int = |f: fn(&StepRecord) -> Option<i64>| last.iter().map(|s| f(s)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO steps (execution_id, step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items)
-         SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::text[])
-         ON CONFLICT (execution_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-           input = excluded.input, output = excluded.output, error = excluded.error,
-           started_at = excluded.started_at, finished_at = excluded.finished_at,
-           attempt_log = excluded.attempt_log, items = excluded.items",
-    )
-    .bind(execution_id)
-    .bind(text(|s| Some(s.step_id.clone())))
-    .bind(int(|s| Some(s.position)))
-    .bind(text(|s| Some(s.status.clone())))
-    .bind(int(|s| Some(s.attempts)))
-    .bind(text(|s| s.input.clone()))
-    .bind(text(|s| s.output.clone()))
-    .bind(text(|s| s.error.clone()))
-    .bind(int(|s| s.started_at))
-    .bind(int(|s| s.finished_at))
-    .bind(text(|s| s.attempt_log.clone()))
-    .bind(text(|s| s.items.clone()))
-    .execute(c)
-    .await?;
     Ok(())
 }
 
@@ -511,7 +480,7 @@ impl Store for PgStore {
 
     async fn ingest(&self, event: NewEvent) -> Result<Ingested> {
         let touches_key = event.touch_key && event.key_name.is_some();
-        let ingested = self.ingester.ingest(event).await;
+        let ingested = self.deliveries.write(event).await;
         if touches_key {
             // The cached key's last use is now old; the next lookup reads the new one.
             self.hooks.clear();
@@ -654,18 +623,21 @@ impl Store for PgStore {
         remember: Option<&Remember>,
     ) -> Result<()> {
         let Some(r) = remember else {
-            // One statement commits on its own: no BEGIN and COMMIT round trips.
-            return upsert_steps(&self.pool, execution_id, std::slice::from_ref(s)).await;
+            return self.save_steps(execution_id, std::slice::from_ref(s)).await;
         };
         let mut tx = self.tx().await?;
-        upsert_steps(&mut *tx, execution_id, std::slice::from_ref(s)).await?;
+        run_writes::upsert_steps(&mut *tx, &[(execution_id, s)]).await?;
         language::remember(&mut tx, r, s.finished_at.unwrap_or_default()).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn save_steps(&self, execution_id: &str, steps: &[StepRecord]) -> Result<()> {
-        upsert_steps(&self.pool, execution_id, steps).await
+        let steps = RunWrite::Steps {
+            execution_id: execution_id.into(),
+            steps: steps.to_vec(),
+        };
+        self.run_writes.write(steps).await
     }
 
     async fn finish_execution(
@@ -675,21 +647,13 @@ impl Store for PgStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        // One statement: the run's end and its job gone.
-        sqlx::query(
-            "WITH ended AS (
-                UPDATE executions SET status = $1, error = $2, finished_at = $3, started_at = COALESCE(started_at, $3) WHERE id = $4
-             ), done AS (
-                DELETE FROM jobs WHERE execution_id = $4
-             )
-             SELECT 1",
-        )
-        .bind(status).bind(error).bind(now).bind(execution_id)
-        .execute(&self.pool)
-        .await?;
-        // A run waiting on this one's lock can start now, on any node.
-        self.announcer.announce();
-        Ok(())
+        let end = RunWrite::End {
+            execution_id: execution_id.into(),
+            status: status.into(),
+            error: error.map(Into::into),
+            now,
+        };
+        self.run_writes.write(end).await
     }
 
     async fn park(&self, execution_id: &str, run_at: i64) -> Result<()> {
