@@ -91,7 +91,7 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
         .args([
             "migrate",
             "--database-url",
-            &db,
+            &db.url,
             "--data-dir",
             dirs[0].path().to_str().unwrap(),
         ])
@@ -107,7 +107,7 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
 
     let mut nodes: Vec<Option<Child>> = Vec::new();
     for i in 0..3 {
-        nodes.push(Some(node(&db, dirs[i].path(), ports[i], MASTER_KEY)));
+        nodes.push(Some(node(&db.url, dirs[i].path(), ports[i], MASTER_KEY)));
     }
     for p in &ports {
         ready(*p).await;
@@ -123,7 +123,7 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
     // A node with another master key refuses to start, saying why.
     let other = free_port();
     let stranger_dir = tempfile::tempdir().unwrap();
-    let stranger = node(&db, stranger_dir.path(), other, &"0".repeat(64));
+    let stranger = node(&db.url, stranger_dir.path(), other, &"0".repeat(64));
     let out = stranger.wait_with_output().await.unwrap();
     assert!(!out.status.success());
     assert!(

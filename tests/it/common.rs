@@ -272,8 +272,9 @@ pub fn e2e_binary(binary: &str) -> Option<PathBuf> {
 }
 
 /// A throwaway database on the PostgreSQL server named by `ALERTFLOW_TEST_POSTGRES`; None (with
-/// a SKIPPED line) when none is given, a failure instead under `ALERTFLOW_E2E=require`.
-pub async fn postgres_database() -> Option<String> {
+/// a SKIPPED line) when none is given, a failure instead under `ALERTFLOW_E2E=require`. It is
+/// dropped with the value, also when the test fails.
+pub async fn postgres_database() -> Option<PgDatabase> {
     let Ok(admin) = std::env::var("ALERTFLOW_TEST_POSTGRES") else {
         if std::env::var("ALERTFLOW_E2E").as_deref() == Ok("require") {
             panic!("ALERTFLOW_TEST_POSTGRES is not set and ALERTFLOW_E2E=require");
@@ -294,7 +295,43 @@ pub async fn postgres_database() -> Option<String> {
         .unwrap();
     let mut url = url::Url::parse(&admin).unwrap();
     url.set_path(&name);
-    Some(url.to_string())
+    Some(PgDatabase {
+        url: url.to_string(),
+        admin,
+        name,
+    })
+}
+
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Dropped inside async tests, whose runtime may be going away: a thread with a runtime
+        // of its own does it. FORCE ends the connections of servers still running.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
 }
 
 /// Records what a reliability test ended with (deliveries sent, accepted, run; faults

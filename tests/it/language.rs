@@ -19,7 +19,8 @@ macro_rules! on_both_stores {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(url) = postgres_database().await {
+                if let Some(db) = postgres_database().await {
+                    let url = db.url.clone();
                     super::$name(spawn_app_with(|c| c.database_url = url).await).await;
                 }
             }
