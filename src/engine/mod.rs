@@ -126,14 +126,16 @@ async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {
+                let mut loaded = load_new_runs(&engine, &jobs).await;
                 for (id, claims) in jobs {
+                    let run = loaded.remove(&id);
                     // Only this task takes permits, and `free` were free: this does not wait.
                     let slot = slots
                         .clone()
                         .acquire_owned()
                         .await
                         .expect("semaphore is never closed");
-                    tokio::spawn(run_claimed(engine.clone(), id, claims, None, slot));
+                    tokio::spawn(run_claimed(engine.clone(), id, claims, run, slot));
                 }
             }
             Ok(_) => {
@@ -154,6 +156,29 @@ async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     }
     // Let running executions finish their current step.
     let _ = slots.acquire_many(engine.workers as u32).await;
+}
+
+/// The runs claimed for the first time, read together where the store does that; a run left
+/// out, or all of them when the read fails, loads itself.
+async fn load_new_runs(engine: &Engine, jobs: &[(String, i64)]) -> HashMap<String, RunState> {
+    let new: Vec<&str> = jobs
+        .iter()
+        .filter(|(_, claims)| *claims == 1)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if new.is_empty() {
+        return HashMap::new();
+    }
+    match engine.store.load_new_runs(&new).await {
+        Ok(runs) => runs
+            .into_iter()
+            .map(|r| (r.execution.id.clone(), r))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the claimed runs together");
+            HashMap::new()
+        }
+    }
 }
 
 /// Runs one claimed execution (its state loaded here unless given), then frees its slot and

@@ -506,6 +506,12 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, node: &str) -> Result<u64>;
     /// The execution, its input and, unless `fresh` (first claim: nothing ran yet), its steps.
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState>;
+    /// Runs just claimed for the first time, read together where one read is cheaper than one
+    /// each (a round trip each on PostgreSQL); a run left out is loaded by `load_run`. SQLite's
+    /// reads are in-process and leave every run to `load_run`.
+    async fn load_new_runs(&self, _execution_ids: &[&str]) -> Result<Vec<RunState>> {
+        Ok(Vec::new())
+    }
     /// Whether writes started concurrently are committed in the order they were started
     /// (SQLite's single writer); the engine then sends a run's writes together.
     fn orders_concurrent_writes(&self) -> bool {

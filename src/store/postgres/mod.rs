@@ -164,6 +164,23 @@ fn step_from_row(r: &PgRow) -> StepRecord {
     }
 }
 
+/// A run's execution and its input, without its steps.
+const RUN_SELECT: &str = "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
+        x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
+        x.created_at, x.started_at, x.finished_at,
+        -- The runs of a split delivery share its body: the engine reads it once.
+        CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END AS body
+    FROM executions x LEFT JOIN events e ON e.id = x.event_id";
+
+fn run_from_row(r: &PgRow) -> RunState {
+    let input: Option<Vec<u8>> = r.get("body");
+    RunState {
+        execution: execution_from_row(r),
+        input: Bytes::from(input.unwrap_or_default()),
+        steps: Vec::new(),
+    }
+}
+
 const EXECUTION_COLUMNS: &str = "id, workflow_id, version, status, trigger_type, event_id, alert_index, error, alert_key, resolved_at, cancel_requested, replay_of, created_at, started_at, finished_at";
 const STEP_COLUMNS: &str =
     "step_id, position, status, attempts, input, output, error, started_at, finished_at, attempt_log, items";
@@ -585,21 +602,12 @@ impl Store for PgStore {
     }
 
     async fn load_run(&self, execution_id: &str, fresh: bool) -> Result<RunState> {
-        let row = sqlx::query(
-            "SELECT x.id, x.workflow_id, x.version, x.status, x.trigger_type, x.event_id, x.alert_index, x.error,
-                    x.alert_key, x.resolved_at, x.cancel_requested, x.replay_of,
-                    x.created_at, x.started_at, x.finished_at,
-                    -- The runs of a split delivery share its body: the engine reads it once.
-                    CASE WHEN x.alert_index IS NULL OR x.input IS NOT NULL THEN COALESCE(x.input, e.body) END AS body
-             FROM executions x LEFT JOIN events e ON e.id = x.event_id WHERE x.id = $1",
-        )
-        .bind(execution_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let input: Option<Vec<u8>> = row.get("body");
-        let steps = if fresh {
-            Vec::new()
-        } else {
+        let row = sqlx::query(&format!("{RUN_SELECT} WHERE x.id = $1"))
+            .bind(execution_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut run = run_from_row(&row);
+        if !fresh {
             let sql = format!(
                 "SELECT {STEP_COLUMNS} FROM steps WHERE execution_id = $1 ORDER BY position"
             );
@@ -607,13 +615,17 @@ impl Store for PgStore {
                 .bind(execution_id)
                 .fetch_all(&self.pool)
                 .await?;
-            rows.iter().map(step_from_row).collect()
-        };
-        Ok(RunState {
-            execution: execution_from_row(&row),
-            input: Bytes::from(input.unwrap_or_default()),
-            steps,
-        })
+            run.steps = rows.iter().map(step_from_row).collect();
+        }
+        Ok(run)
+    }
+
+    async fn load_new_runs(&self, execution_ids: &[&str]) -> Result<Vec<RunState>> {
+        let rows = sqlx::query(&format!("{RUN_SELECT} WHERE x.id = ANY($1)"))
+            .bind(execution_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(run_from_row).collect())
     }
 
     async fn save_step(

@@ -74,3 +74,43 @@ async fn an_exhausted_pool_answers_unavailable() {
     drop(store);
     db.drop_database().await;
 }
+
+/// Runs claimed together are read together, each as `load_run` reads it alone: a split run
+/// without its body (the engine reads the event's once), a manual run with its own input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_runs_read_together_are_read_as_each_alone() {
+    use crate::store::tests::{event, manual_run};
+    let Some(db) = crate::store::tests::TestDb::create().await else {
+        return;
+    };
+    let store = PgStore::open(&db.url, 2).await.unwrap();
+    let split = |i: i64| NewExecution {
+        alert_index: Some(i),
+        input: None,
+        ..manual_run(&format!("s{i}"))
+    };
+    let delivery = NewEvent {
+        body: Some(Bytes::from_static(b"{\"alerts\":[{},{}]}")),
+        executions: vec![split(0), split(1)],
+        ..event("e1", "k")
+    };
+    store.ingest(delivery).await.unwrap();
+    store
+        .create_execution(&manual_run("m"), 2_000)
+        .await
+        .unwrap();
+    let claimed = store.claim_jobs("n", 3_000, 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let ids: Vec<&str> = claimed.iter().map(|(id, _)| id.as_str()).collect();
+    let together = store.load_new_runs(&ids).await.unwrap();
+    assert_eq!(together.len(), 3);
+    for run in together {
+        let alone = store.load_run(&run.execution.id, true).await.unwrap();
+        assert_eq!(format!("{run:?}"), format!("{alone:?}"));
+        assert_eq!(run.execution.status, "running");
+        let expected: &[u8] = if run.execution.id == "m" { b"{}" } else { b"" };
+        assert_eq!(&run.input[..], expected, "{}", run.execution.id);
+    }
+    drop(store);
+    db.drop_database().await;
+}
