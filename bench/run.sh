@@ -345,13 +345,18 @@ pg_drop() {
     PG_DB=
 }
 
-# Ingest (fixtures, no workers) and end to end, as for SQLite, with the store on PostgreSQL:
-# what a node of a cluster does. PostgreSQL runs with its own settings (durable by default).
+# Ingest (fixtures, no workers) and end to end at full speed and at the fixed rate, as for
+# SQLite, with the store on PostgreSQL: what a node of a cluster does. PostgreSQL runs with its
+# own settings (durable by default).
 run_alertflow_pg() {
     local run=$1
     AF_TARGET=alertflow-pg
     pg_create; ALERTFLOW_DATABASE_URL=$PG_URL af_ingest "$run" ingest fixtures "$N"; pg_drop
     pg_create; ALERTFLOW_DATABASE_URL=$PG_URL af_e2e "$run" e2e e2e -n "$N" -c "$C" --warmup "$WARMUP"; pg_drop
+    pg_create
+    ALERTFLOW_DATABASE_URL=$PG_URL af_e2e "$run" e2e-rate e2e -n "$((RATE * RATE_SECONDS))" --rate "$RATE" \
+        --duration "$RATE_SECONDS" -c "$C" --warmup "$WARMUP"
+    pg_drop
     AF_TARGET=alertflow
 }
 

@@ -412,7 +412,7 @@ const SCENARIOS: &str = "\
 | `e2e` (relay) | the ceiling for end to end: the same flow served by `alertflow-bench relay`, which checks the key, renders the message, POSTs it to the sink and answers 202, with no store, no engine and nothing on disk; what a server doing nothing but the flow reaches end to end on this machine with this generator and sink |
 | `e2e-rate` | the same flow at a fixed rate (open loop: latency counts from when each delivery was due, so a stall is not hidden) |
 | `fanout` | one notification of 10,000 alerts to a `split: per_alert` workflow (transform, then `http.request` to the sink): *answer* is the time to accept it, executions/s and its seconds run until all 10,000 have succeeded |
-| `ingest`, `e2e` (alertflow-pg) | with `--postgres URL`: the same two scenarios with alertflow's store on that PostgreSQL server (each on a new database), as a node of a cluster runs; no target covers them |
+| `ingest`, `e2e`, `e2e-rate` (alertflow-pg) | with `--postgres URL`: the same scenarios with alertflow's store on that PostgreSQL server (each on a new database), as a node of a cluster runs; no target covers them |
 | `idle` | a fresh server with its workflow loaded, left alone: resident memory and CPU over the idle seconds |
 | `coldstart` | from starting the binary on an empty data dir (a new SQLite store) until `/readyz` answers 200, polled every 5 ms; for the peers, until their flow answers |
 ";
