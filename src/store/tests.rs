@@ -848,6 +848,27 @@ async fn postgres_queued_work_wakes_the_other_nodes() {
         }
     }
     assert!(heard, "no NOTIFY reached the other node in 50 deliveries");
+    // Notices still on their way are taken, so that the next one heard is the run's end's.
+    while tokio::time::timeout(Duration::from_millis(300), wake.notified())
+        .await
+        .is_ok()
+    {}
+    // A run that held a lock ends: a run of the same alert may be waiting for it, on any node.
+    let locked = NewExecution {
+        lock_key: Some("fp".into()),
+        ..manual_run("locked")
+    };
+    db.store.create_execution(&locked, 1).await.unwrap();
+    while tokio::time::timeout(Duration::from_millis(300), wake.notified())
+        .await
+        .is_ok()
+    {}
+    db.store
+        .finish_execution("locked", "succeeded", None, 2)
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(10), wake.notified()).await;
+    assert!(woken.is_ok(), "the end of a locked run was not announced");
     drop(other);
     db.drop_database().await;
 }

@@ -7,7 +7,7 @@ use super::*;
 use std::collections::HashMap;
 
 /// Writes deliveries (see `batch`): decides each, inserts them all, and tells the other nodes
-/// of new runs once committed.
+/// of runs they may take once committed.
 pub(super) struct Deliveries {
     pub(super) announcer: queue::Announcer,
 }
@@ -23,9 +23,11 @@ impl BatchWrite for Deliveries {
         events: &[&NewEvent],
     ) -> std::result::Result<Vec<Ingested>, sqlx::Error> {
         let outcomes = write_together(pool, events).await?;
-        // New runs, or waiting runs that a resolve brought forward.
-        let queued = outcomes.iter().any(|o| !o.executions.is_empty())
-            || events.iter().any(|e| !e.resolved_keys.is_empty());
+        // New runs that no node holds yet, or waiting runs that a resolve brought forward. (A
+        // NOTIFY is a transaction of its own, with a commit to flush.)
+        let queued = events.iter().zip(&outcomes).any(|(e, o)| {
+            (!o.executions.is_empty() && e.lease.is_none()) || !e.resolved_keys.is_empty()
+        });
         if queued {
             self.announcer.announce();
         }

@@ -1,7 +1,9 @@
 //! PostgreSQL: the store for several nodes sharing one database. The same tables and shapes as
 //! SQLite; jobs are claimed with `FOR UPDATE SKIP LOCKED`; a delivery's duplicate check is
 //! serialised per identity with an advisory lock, so two nodes given the same notification by
-//! HA Alertmanager peers start one run; queued work is announced with NOTIFY.
+//! HA Alertmanager peers start one run; queued work and changed keys and workflows are
+//! announced with NOTIFY. Deliveries, and the runs' step saves and ends, are written in batches
+//! that share a transaction (`batch`).
 
 mod batch;
 mod ingest;

@@ -50,18 +50,22 @@ impl BatchWrite for RunWrites {
                 } => ends.push((execution_id, status, error.as_deref(), *now)),
             }
         }
-        match (steps.is_empty(), ends.is_empty()) {
+        let unlocked = match (steps.is_empty(), ends.is_empty()) {
             // One statement commits on its own: no BEGIN and COMMIT round trips.
-            (false, true) => upsert_steps(pool, &steps).await?,
+            (false, true) => {
+                upsert_steps(pool, &steps).await?;
+                false
+            }
             (true, false) => end_runs(pool, &ends).await?,
             _ => {
                 let mut tx = pool.begin().await?;
                 upsert_steps(&mut *tx, &steps).await?;
-                end_runs(&mut *tx, &ends).await?;
+                let unlocked = end_runs(&mut *tx, &ends).await?;
                 tx.commit().await?;
+                unlocked
             }
-        }
-        if !ends.is_empty() {
+        };
+        if unlocked {
             // A run waiting on an ended one's lock can start now, on any node.
             self.announcer.announce();
         }
@@ -114,24 +118,27 @@ pub(super) async fn upsert_steps<'c>(
     Ok(())
 }
 
+/// Ends the runs and drops their jobs; whether one of them held a lock (`concurrency:
+/// per_alert`) that another run may be waiting for.
 async fn end_runs<'c>(
     c: impl sqlx::PgExecutor<'c>,
     ends: &[(&str, &str, Option<&str>, i64)],
-) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query(
+) -> std::result::Result<bool, sqlx::Error> {
+    let locked: Vec<bool> = sqlx::query_scalar(
         "WITH ended AS (
             UPDATE executions x SET status = e.status, error = e.error, finished_at = e.at, started_at = COALESCE(x.started_at, e.at)
             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS e(id, status, error, at) WHERE x.id = e.id
+            RETURNING x.lock_key IS NOT NULL AS locked
          ), done AS (
             DELETE FROM jobs WHERE execution_id = ANY($1)
          )
-         SELECT 1",
+         SELECT locked FROM ended",
     )
     .bind(ends.iter().map(|e| e.0).collect::<Vec<_>>())
     .bind(ends.iter().map(|e| e.1).collect::<Vec<_>>())
     .bind(ends.iter().map(|e| e.2).collect::<Vec<_>>())
     .bind(ends.iter().map(|e| e.3).collect::<Vec<_>>())
-    .execute(c)
+    .fetch_all(c)
     .await?;
-    Ok(())
+    Ok(locked.contains(&true))
 }
