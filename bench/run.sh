@@ -301,8 +301,6 @@ run_alertflow() {
     LOAD_TIMEOUT=$FANOUT_TIMEOUT af_e2e "$run" fanout fanout --body "alerts:$FANOUT" -n 1 -c 1 --forwards alert
 }
 
-# An end-to-end scenario on a fresh server: every execution must reach the sink and be counted
-# as succeeded by alertflow's own /metrics.
 # Ingest alone on a fresh server with no workers: each delivery is checked, committed and
 # queued, and no step runs.
 af_ingest() {
@@ -313,6 +311,8 @@ af_ingest() {
     stop_server
 }
 
+# An end-to-end scenario on a fresh server: every execution must reach the sink and be counted
+# as succeeded by alertflow's own /metrics.
 af_e2e() {
     local run=$1 scenario=$2 workflow=$3; shift 3
     af_start "$scenario-$run"; af_setup "$workflow"
