@@ -83,15 +83,8 @@ async fn lock_and_find_originals(
     if keys.is_empty() {
         return Ok(vec![None; events.len()]);
     }
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(h) FROM (
-            SELECT DISTINCT hashtext(w || ':' || k) AS h FROM unnest($1::text[], $2::text[]) AS t(w, k) ORDER BY h
-         ) AS ordered",
-    )
-    .bind(&workflows)
-    .bind(&keys)
-    .execute(&mut *c)
-    .await?;
+    let identities = workflows.iter().zip(&keys).map(|(w, k)| format!("{w}:{k}"));
+    lock_in_order(c, identities.collect()).await?;
     let found: Vec<Option<String>> = sqlx::query_scalar(
         "SELECT (SELECT id FROM events e WHERE e.workflow_id = t.w AND e.dedupe_key = t.k AND e.received_at >= t.since
                    AND e.outcome IN ('started', 'filtered') LIMIT 1)
@@ -188,21 +181,31 @@ async fn lock_max_runs(
     c: &mut PgConnection,
     events: &[&NewEvent],
 ) -> std::result::Result<(), sqlx::Error> {
-    let limited: Vec<&str> = events
+    let limited: Vec<String> = events
         .iter()
         .filter(|e| e.max_runs.is_some() && e.outcome == "started" && !e.executions.is_empty())
-        .map(|e| e.workflow_id.as_str())
+        .map(|e| format!("max_runs:{}", e.workflow_id))
         .collect();
     if !limited.is_empty() {
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(h) FROM (
-                SELECT DISTINCT hashtext('max_runs:' || w) AS h FROM unnest($1::text[]) AS w ORDER BY h
-             ) AS ordered",
-        )
-        .bind(&limited)
-        .execute(&mut *c)
-        .await?;
+        lock_in_order(c, limited).await?;
     }
+    Ok(())
+}
+
+/// Takes a transaction-scoped advisory lock on each name (by `hashtext`, as every node does),
+/// in ascending order of the lock ids, so that two transactions cannot deadlock on them.
+async fn lock_in_order(
+    c: &mut PgConnection,
+    names: Vec<String>,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h) FROM (
+            SELECT DISTINCT hashtext(name) AS h FROM unnest($1::text[]) AS name ORDER BY h
+         ) AS ordered",
+    )
+    .bind(names)
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use super::batch::BatchWrite;
 use super::*;
+use std::collections::hash_map::{Entry, HashMap};
 
 pub(super) enum RunWrite {
     /// A step given twice keeps its later state.
@@ -79,14 +80,16 @@ pub(super) async fn upsert_steps<'c>(
     c: impl sqlx::PgExecutor<'c>,
     steps: &[(&str, &StepRecord)],
 ) -> std::result::Result<(), sqlx::Error> {
+    // A batch holds the steps of many runs: repeats are found by key, not by scanning.
+    let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(steps.len());
     let mut last: Vec<(&str, &StepRecord)> = Vec::with_capacity(steps.len());
     for &(execution, s) in steps {
-        match last
-            .iter_mut()
-            .find(|(x, l)| *x == execution && l.step_id == s.step_id)
-        {
-            Some(l) => l.1 = s,
-            None => last.push((execution, s)),
+        match at.entry((execution, s.step_id.as_str())) {
+            Entry::Occupied(i) => last[*i.get()].1 = s,
+            Entry::Vacant(v) => {
+                v.insert(last.len());
+                last.push((execution, s));
+            }
         }
     }
     let text =
