@@ -77,7 +77,43 @@ pub struct ActionContext<'a> {
     pub scope: &'a Value,
     /// The body that started the run (kept apart from `scope`: it can be large, and the runs
     /// of one delivery share it).
-    pub trigger: &'a Value,
+    pub trigger: &'a TriggerJson,
+}
+
+/// A run's trigger body as JSON, parsed when first asked for: templates read the body in
+/// their own form, and few actions need the JSON tree (jq's default input), so most runs
+/// never build it.
+pub struct TriggerJson {
+    body: bytes::Bytes,
+    json: std::sync::OnceLock<Value>,
+}
+
+impl TriggerJson {
+    pub fn new(body: bytes::Bytes) -> TriggerJson {
+        TriggerJson {
+            body,
+            json: Default::default(),
+        }
+    }
+
+    /// The body as JSON: `{}` when there was none, null when it is not JSON.
+    pub fn json(&self) -> &Value {
+        self.json.get_or_init(|| {
+            if self.body.is_empty() {
+                return Value::Object(Default::default());
+            }
+            serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        })
+    }
+}
+
+impl From<Value> for TriggerJson {
+    fn from(json: Value) -> TriggerJson {
+        TriggerJson {
+            body: Default::default(),
+            json: json.into(),
+        }
+    }
 }
 
 #[async_trait]

@@ -52,7 +52,7 @@ impl Action for Transform {
                 .ok_or_else(|| ActionError::permanent("jq must be a string"))?;
             let data = match input.get("input") {
                 Some(v) => v.clone(),
-                None => ctx.trigger.clone(),
+                None => ctx.trigger.json().clone(),
             };
             // In the sandbox's process: a program that loops forever is killed at the step's
             // timeout, and one that overflows its stack takes down only its worker.

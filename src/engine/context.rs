@@ -1,26 +1,33 @@
 //! The template context of a run, and the redaction of secret values from what is stored.
 
 use super::{Engine, Plan};
+use crate::actions::TriggerJson;
 use crate::store::{stored_json, RunState, StepRecord, StoreError};
 use alertflow_domain::template::{self, Scope};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The body that started a run, parsed, and converted for templates.
+/// The body that started a run, read for templates, and as JSON when an action asks.
 pub struct Trigger {
-    pub json: Value,
+    pub body: TriggerJson,
     pub jinja: template::JinjaValue,
 }
 
 impl Trigger {
-    fn parse(body: &[u8]) -> Trigger {
-        let json = if body.is_empty() {
-            json!({})
+    /// Reads the body once, into the form templates see. Building the JSON tree and
+    /// converting it instead cost a run of the benchmark's e2e workflow about a tenth of its
+    /// instructions in user space (callgrind, bench/ANALYSIS.md round 13).
+    fn parse(body: Bytes) -> Trigger {
+        let jinja = if body.is_empty() {
+            template::convert(&json!({}))
         } else {
-            serde_json::from_slice(body).unwrap_or(Value::Null)
+            template::parse_json(&body).unwrap_or_else(|_| template::convert(&Value::Null))
         };
-        let jinja = template::convert(&json);
-        Trigger { json, jinja }
+        Trigger {
+            body: TriggerJson::new(body),
+            jinja,
+        }
     }
 
     /// The template scope of a step: `ctx` (everything but the trigger) and the trigger.
@@ -38,7 +45,7 @@ async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreE
     let ex = &run.execution;
     let shared = ex.alert_index.is_some() && run.input.is_empty();
     let Some(event) = ex.event_id.as_ref().filter(|_| shared) else {
-        return Ok(Arc::new(Trigger::parse(&run.input)));
+        return Ok(Arc::new(Trigger::parse(run.input.clone())));
     };
     if let Some(t) = cached(engine, event) {
         return Ok(t);
@@ -50,7 +57,7 @@ async fn trigger(engine: &Engine, run: &RunState) -> Result<Arc<Trigger>, StoreE
         return Ok(t);
     }
     let body = engine.store.execution_input(&ex.id).await?;
-    let parsed = Arc::new(Trigger::parse(&body));
+    let parsed = Arc::new(Trigger::parse(body));
     let mut cache = engine.triggers.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= TRIGGER_CACHE {
         cache.clear();
@@ -89,7 +96,7 @@ pub async fn initial(
         "approvals": {},
     });
     if let Some(i) = ex.alert_index {
-        ctx["alert"] = trigger.json["alerts"][i as usize].clone();
+        ctx["alert"] = trigger.body.json()["alerts"][i as usize].clone();
     }
 
     let mut redactor = Redactor::default();

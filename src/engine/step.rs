@@ -274,7 +274,7 @@ pub async fn one_attempt(
     let actx = ActionContext {
         clients: &sr.engine.clients,
         scope,
-        trigger: &sr.trigger.json,
+        trigger: &sr.trigger.body,
     };
     let left = Duration::from_millis((until - sr.now()).max(0) as u64);
     tokio::select! {

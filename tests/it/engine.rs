@@ -311,3 +311,74 @@ async fn requests_to_refused_destinations_fail_before_connecting() {
     );
     assert!(sink.requests.lock().unwrap().is_empty());
 }
+
+/// A run reads its trigger body two ways: templates see it as `trigger` (and `alert`), and a
+/// jq program without `input` gets it as JSON, which is built only when asked for.
+#[tokio::test]
+async fn templates_and_jq_read_the_same_trigger_body() {
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    for split in ["per_notification", "per_alert"] {
+        let alert = match split {
+            "per_alert" => "        alert: '{{ alert.labels.instance }}'\n",
+            _ => "",
+        };
+        app.apply_ok(&format!(
+            "
+name: read-{split}
+trigger: {{type: prometheus, split: {split}}}
+steps:
+  - id: jq
+    uses: transform
+    with: {{jq: '{{receiver, count: (.alerts | length), first: .alerts[0].labels.instance}}'}}
+  - id: jinja
+    uses: transform
+    with:
+      value:
+        receiver: '{{{{ trigger.receiver }}}}'
+        count: '{{{{ trigger.alerts | length }}}}'
+        first: '{{{{ trigger.alerts[0].labels.instance }}}}'
+        labels: '{{{{ trigger.commonLabels | list }}}}'
+{alert}"
+        ))
+        .await;
+        let body = fixture("firing-two-alerts-truncated.json");
+        let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let (status, v) = app.hook(&format!("read-{split}"), &key, body).await;
+        assert_eq!(status, 202, "{v}");
+        let ids = v["executions"].as_array().unwrap();
+        assert_eq!(ids.len(), if split == "per_alert" { 2 } else { 1 });
+        let mut alerts = Vec::new();
+        for id in ids {
+            let ex = app.finished(id.as_str().unwrap()).await;
+            assert_eq!(ex["status"], "succeeded", "{ex}");
+            let expected = serde_json::json!({
+                "receiver": sent["receiver"],
+                "count": 2,
+                "first": sent["alerts"][0]["labels"]["instance"],
+            });
+            assert_eq!(step(&ex, "jq")["output"], expected, "{split}");
+            let jinja = &step(&ex, "jinja")["output"];
+            assert_eq!(jinja["receiver"], expected["receiver"], "{split}");
+            assert_eq!(jinja["count"], 2, "{split}");
+            assert_eq!(jinja["first"], expected["first"], "{split}");
+            // Keys come sorted, as they did when the body went through a JSON tree first.
+            let mut keys: Vec<String> = sent["commonLabels"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            assert_eq!(jinja["labels"], serde_json::json!(keys), "{split}");
+            alerts.push(jinja["alert"].as_str().unwrap_or("none").to_string());
+        }
+        alerts.sort();
+        let expected: Vec<&str> = if split == "per_alert" {
+            vec!["db1:9100", "db2:9100"]
+        } else {
+            vec!["none"]
+        };
+        assert_eq!(alerts, expected);
+    }
+}

@@ -163,9 +163,10 @@ pub async fn run_action_in(name: &str, input: Value, scope: Value) -> Result<Val
             env!("CARGO_BIN_EXE_alertflow").into(),
         )),
     };
+    let trigger = scope["trigger"].clone().into();
     let ctx = ActionContext {
         clients: &clients,
-        trigger: &scope["trigger"],
+        trigger: &trigger,
         scope: &scope,
     };
     action.run(input, &ctx).await

@@ -123,6 +123,13 @@ pub fn convert(v: &Value) -> JinjaValue {
     JinjaValue::from_serialize(v)
 }
 
+/// JSON text read straight into the value templates see: the same value as [`convert`] of
+/// the parsed text, without building the JSON tree first (for a run's trigger body, which
+/// templates read and little else does).
+pub fn parse_json(text: &[u8]) -> Result<JinjaValue, serde_json::Error> {
+    serde_json::from_slice(text)
+}
+
 impl Scope {
     /// The names in `vars` (an object), plus `trigger` if given already converted.
     pub fn new(vars: &Value, trigger: Option<&JinjaValue>) -> Scope {
@@ -345,6 +352,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok, json!("none"));
+    }
+
+    #[test]
+    fn json_read_straight_in_equals_json_converted() {
+        let text =
+            br#"{"b": [1, -2, 3.5, 18446744073709551615, null, true], "a": {"z": "x", "y": {}},
+            "a": {"dup": "last wins"}, "s": "\u00e9\n"}"#;
+        let direct = parse_json(text).unwrap();
+        let via_tree = convert(&serde_json::from_slice(text).unwrap());
+        assert_eq!(direct, via_tree);
+        // The same keys in the same order, as a template iterating over them sees.
+        let keys = |v: &JinjaValue| {
+            v.try_iter()
+                .unwrap()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&direct), keys(&via_tree));
+        assert_eq!(keys(&direct), ["a", "b", "s"]);
+        assert!(parse_json(b"{not json").is_err());
     }
 
     #[test]
