@@ -158,38 +158,28 @@ pub fn render_value(value: &Value, ctx: &Value, field: &str) -> Result<Value, Te
 
 /// [`render_value`] with a prepared scope.
 pub fn render_in_scope(value: &Value, scope: &Scope, field: &str) -> Result<Value, TemplateError> {
-    render_in(shared(), value, &scope.root, field)
+    render_in(value, &scope.root, field)
 }
 
-fn render_in(
-    env: &Environment<'static>,
-    value: &Value,
-    jctx: &JinjaValue,
-    field: &str,
-) -> Result<Value, TemplateError> {
+fn render_in(value: &Value, jctx: &JinjaValue, field: &str) -> Result<Value, TemplateError> {
     match value {
-        Value::String(s) if is_template(s) => render_string(env, s, jctx, field),
+        Value::String(s) if is_template(s) => render_string(s, jctx, field),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| render_in(env, v, jctx, &format!("{field}[{i}]")))
+            .map(|(i, v)| render_in(v, jctx, &format!("{field}[{i}]")))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| Ok((k.clone(), render_in(env, v, jctx, &format!("{field}.{k}"))?)))
+            .map(|(k, v)| Ok((k.clone(), render_in(v, jctx, &format!("{field}.{k}"))?)))
             .collect::<Result<serde_json::Map<_, _>, _>>()
             .map(Value::Object),
         other => Ok(other.clone()),
     }
 }
 
-fn render_string(
-    env: &Environment<'static>,
-    src: &str,
-    jctx: &JinjaValue,
-    field: &str,
-) -> Result<Value, TemplateError> {
+fn render_string(src: &str, jctx: &JinjaValue, field: &str) -> Result<Value, TemplateError> {
     let fail = |e: minijinja::Error, vars: BTreeSet<String>| TemplateError {
         field: field.to_string(),
         message: explain(&e, &vars, jctx),
@@ -208,9 +198,64 @@ fn render_string(
             message: format!("result is not JSON: {e}"),
         });
     }
-    guarded(|| env.render_str(src, jctx))
+    render_text(src, jctx)
         .map(Value::String)
         .map_err(|e| fail(e, template_names(src)))
+}
+
+/// Text templates (anything but a lone expression) compiled once, in an environment of their
+/// own: compiling one cost more than rendering it. Each is named by a random key, so that an
+/// `{% include %}` cannot reach another workflow's template by naming its text. Bounded;
+/// cleared when full.
+struct TextTemplates {
+    env: Environment<'static>,
+    /// Source text to its name in `env`.
+    names: std::collections::HashMap<String, String>,
+}
+
+fn text_templates() -> &'static std::sync::RwLock<TextTemplates> {
+    static CACHE: std::sync::OnceLock<std::sync::RwLock<TextTemplates>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        std::sync::RwLock::new(TextTemplates {
+            env: environment(),
+            names: Default::default(),
+        })
+    })
+}
+
+/// A name no template text can guess: 128 random bits (the standard library's hash keys are
+/// random per process).
+fn unguessable_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}
+
+fn render_text(src: &str, jctx: &JinjaValue) -> Result<String, minijinja::Error> {
+    const CAPACITY: usize = 4096;
+    let cache = text_templates();
+    {
+        let cached = cache.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = cached.names.get(src) {
+            let template = cached.env.get_template(name)?;
+            return guarded(|| template.render(jctx));
+        }
+    }
+    let mut cached = cache.write().unwrap_or_else(|p| p.into_inner());
+    if cached.names.len() >= CAPACITY {
+        cached.env.clear_templates();
+        cached.names.clear();
+    }
+    let name = unguessable_name();
+    guarded(|| cached.env.add_template_owned(name.clone(), src.to_string()))?;
+    cached.names.insert(src.to_string(), name.clone());
+    let template = cached.env.get_template(&name)?;
+    guarded(|| template.render(jctx))
 }
 
 /// Evaluates a condition (`if`, `when`): a bare Jinja expression, or one `{{ ... }}`.
@@ -372,6 +417,27 @@ mod tests {
         assert_eq!(keys(&direct), keys(&via_tree));
         assert_eq!(keys(&direct), ["a", "b", "s"]);
         assert!(parse_json(b"{not json").is_err());
+    }
+
+    #[test]
+    fn a_text_template_compiled_once_renders_each_context_and_cannot_be_included() {
+        let src = json!("host {{ alert.labels.instance }} is {{ alert.labels.severity }}");
+        let first = render_value(&src, &ctx(), "with.text").unwrap();
+        assert_eq!(first, json!("host db1 is critical"));
+        let other = json!({"alert": {"labels": {"instance": "db2", "severity": "page"}}});
+        assert_eq!(
+            render_value(&src, &other, "with.text").unwrap(),
+            json!("host db2 is page")
+        );
+        // Another workflow's template, cached under its text, is not found by that text.
+        let include = format!("x {{% include {} %}}", json!(src.as_str().unwrap()));
+        let e = render_value(&json!(include), &ctx(), "with.text").unwrap_err();
+        assert!(e.message.contains("not found"), "{e}");
+        // A syntax error is still an error, every time.
+        for _ in 0..2 {
+            let e = render_value(&json!("x {{ alert. }}"), &ctx(), "with.text").unwrap_err();
+            assert_eq!(e.field, "with.text");
+        }
     }
 
     #[test]
