@@ -54,15 +54,10 @@ pub async fn receive(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|n| n > limit);
-    let body = if declared_too_big {
-        None
-    } else {
-        match axum::body::to_bytes(body, limit).await {
-            Ok(b) => Some(b),
-            Err(e) if is_length_limit(&e) => None,
-            Err(e) => {
-                return Error::BadRequest(format!("could not read the body: {e}")).into_response()
-            }
+    let body = match read_body(body, limit, declared_too_big).await {
+        Ok(body) => body,
+        Err(e) => {
+            return Error::BadRequest(format!("could not read the body: {e}")).into_response()
         }
     };
     let delivery = Delivery {
@@ -95,15 +90,52 @@ pub async fn receive(
     }
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// How much of a body over the limit is read and dropped before the 413, and for how long.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body, or `None` when it is over `limit`. A body over the limit is still read (and
+/// dropped, up to `DRAIN_BYTES` and `DRAIN_TIME`) before the answer, as nginx's lingering close
+/// does: a server that answers and closes while the sender is still writing resets the
+/// connection, and the sender sees a broken pipe instead of the 413 that names the cause.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    declared_too_big: bool,
+) -> Result<Option<axum::body::Bytes>, axum::Error> {
+    use http_body_util::BodyExt;
+    if !declared_too_big {
+        // Most bodies come in one frame, kept as it is; more are joined once at the end.
+        let mut chunks: Vec<axum::body::Bytes> = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+            chunks.push(data);
         }
-        source = err.source();
+        if seen <= limit {
+            return Ok(Some(match chunks.len() {
+                1 => chunks.pop().unwrap_or_default(),
+                _ => chunks.concat().into(),
+            }));
+        }
     }
-    false
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    Ok(None)
 }
 
 /// The key, from the first of: `?x-api-key=`, `X-API-Key`, `Authorization: Bearer`, or the
@@ -149,6 +181,40 @@ mod tests {
             );
         }
         api_key(&uri, &map)
+    }
+
+    use futures_util::StreamExt;
+
+    fn chunked(chunks: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<&'static [u8], std::io::Error>> =
+            chunks.iter().map(|c| Ok(*c)).collect();
+        Body::from_stream(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn a_body_is_kept_whole_under_the_limit_and_drained_over_it() {
+        let body = read_body(chunked(&[b"{\"a\":", b"1}"]), 7, false)
+            .await
+            .unwrap();
+        assert_eq!(body.as_deref(), Some(&b"{\"a\":1}"[..]));
+        // Over the limit: nothing kept, and every chunk read, so the answer is not a reset.
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let chunks = futures_util::stream::iter(0..4).map(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(vec![b'x'; 5])
+        });
+        let body = read_body(Body::from_stream(chunks), 12, false)
+            .await
+            .unwrap();
+        assert_eq!(body, None);
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::Relaxed),
+            4,
+            "every chunk was read"
+        );
+        // Declared too big: nothing kept either.
+        assert_eq!(read_body(chunked(&[b"{}"]), 100, true).await.unwrap(), None);
     }
 
     #[test]
