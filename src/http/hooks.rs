@@ -5,7 +5,7 @@ use crate::ingest::{self, Delivery};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -54,10 +54,19 @@ pub async fn receive(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|n| n > limit);
-    let body = match read_body(body, limit, declared_too_big).await {
-        Ok(body) => body,
-        Err(e) => {
-            return Error::BadRequest(format!("could not read the body: {e}")).into_response()
+    // A sender that asked to wait for "100 Continue" has sent no body yet: answered at once,
+    // it is spared the upload (reading the body is what would send the 100).
+    let waits_to_send = headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = if declared_too_big && waits_to_send {
+        None
+    } else {
+        match read_body(body, limit, declared_too_big).await {
+            Ok(body) => body,
+            Err(e) => {
+                return Error::BadRequest(format!("could not read the body: {e}")).into_response()
+            }
         }
     };
     let delivery = Delivery {

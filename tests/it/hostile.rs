@@ -5,7 +5,7 @@
 use crate::common::*;
 use crate::standin::{run_workflow, step};
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -201,6 +201,64 @@ async fn hostile_deliveries_get_4xx_and_harm_nothing() {
             "test_process_peak_rss_kb": peak_rss_kb,
         }),
     );
+}
+
+/// Reads from `s` until what came holds `needle` (or the connection ends), for at most 10 s.
+async fn read_until(s: &mut tokio::net::TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = async {
+        while !String::from_utf8_lossy(&got).contains(needle) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A body over the limit gets its 413 however it comes: written whole (the server reads and
+/// drops it, so the sender is not reset halfway through its upload and sees the answer), or
+/// announced with `Expect: 100-continue` (answered at once, so the sender uploads nothing).
+#[tokio::test]
+async fn an_oversized_body_gets_its_413_whether_written_or_only_announced() {
+    let app = spawn_app().await;
+    let key = app.create_key("ops").await;
+    app.apply_ok("name: big\ntrigger: {type: prometheus}\nsteps:\n  - {id: a, uses: transform, with: {value: 1}}\n").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let too_big = 10 * 1024 * 1024 + 1;
+    let head = |expect: &str| {
+        format!(
+            "POST /hooks/big HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {too_big}\r\n{expect}\r\n"
+        )
+    };
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(head("Expect: 100-continue\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_until(&mut s, "body_too_large").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "answered before any body, with no 100 Continue: {answer:?}"
+    );
+
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(head("").as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1024 * 1024];
+    let mut left = too_big;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        s.write_all(&chunk[..n])
+            .await
+            .expect("the server takes the whole body before it answers");
+        left -= n;
+    }
+    let answer = read_until(&mut s, "body_too_large").await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(answer.contains("body_too_large"), "{answer:?}");
 }
 
 #[tokio::test]
