@@ -49,24 +49,10 @@ pub async fn receive(
         .into_response();
     }
     let over_limit = state.limits.hook_failures.check(&source).err();
-    let limit = state.config.max_body_bytes;
-    let declared_too_big = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > limit);
-    // A sender that asked to wait for "100 Continue" has sent no body yet: answered at once,
-    // it is spared the upload (reading the body is what would send the 100).
-    let waits_to_send = headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body = if declared_too_big && waits_to_send {
-        None
-    } else {
-        match read_body(body, limit, declared_too_big).await {
-            Ok(body) => body,
-            Err(e) => {
-                return Error::BadRequest(format!("could not read the body: {e}")).into_response()
-            }
+    let body = match read_body(body, &headers, state.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(e) => {
+            return Error::BadRequest(format!("could not read the body: {e}")).into_response()
         }
     };
     let delivery = Delivery {
@@ -107,31 +93,31 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// dropped, up to `DRAIN_BYTES` and `DRAIN_TIME`) before the answer, as nginx's lingering close
 /// does: a server that answers and closes while the sender is still writing resets the
 /// connection, and the sender sees a broken pipe instead of the 413 that names the cause.
+/// A sender that declared too much and waits for "100 Continue" has sent nothing yet; it is
+/// answered at once (reading the body is what would send the 100).
 async fn read_body(
     mut body: Body,
+    headers: &HeaderMap,
     limit: usize,
-    declared_too_big: bool,
 ) -> Result<Option<axum::body::Bytes>, axum::Error> {
-    use http_body_util::BodyExt;
-    if !declared_too_big {
-        // Most bodies come in one frame, kept as it is; more are joined once at the end.
-        let mut chunks: Vec<axum::body::Bytes> = Vec::new();
-        let mut seen = 0usize;
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            seen += data.len();
-            if seen > limit {
-                break;
-            }
-            chunks.push(data);
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let declared_too_big = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > limit);
+    if declared_too_big {
+        let waits_to_send = headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if waits_to_send {
+            return Ok(None);
         }
-        if seen <= limit {
-            return Ok(Some(match chunks.len() {
-                1 => chunks.pop().unwrap_or_default(),
-                _ => chunks.concat().into(),
-            }));
+    } else {
+        // Borrowed, so that what is left can be drained when the limit is hit.
+        match Limited::new(&mut body, limit).collect().await {
+            Ok(collected) => return Ok(Some(collected.to_bytes())),
+            Err(e) if e.is::<LengthLimitError>() => {}
+            Err(e) => return Err(axum::Error::new(e)),
         }
     }
     let drain = async {
@@ -194,6 +180,12 @@ mod tests {
 
     use futures_util::StreamExt;
 
+    fn declaring(length: usize) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, length.into());
+        headers
+    }
+
     fn chunked(chunks: &[&'static [u8]]) -> Body {
         let frames: Vec<Result<&'static [u8], std::io::Error>> =
             chunks.iter().map(|c| Ok(*c)).collect();
@@ -202,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_is_kept_whole_under_the_limit_and_drained_over_it() {
-        let body = read_body(chunked(&[b"{\"a\":", b"1}"]), 7, false)
+        let body = read_body(chunked(&[b"{\"a\":", b"1}"]), &HeaderMap::new(), 7)
             .await
             .unwrap();
         assert_eq!(body.as_deref(), Some(&b"{\"a\":1}"[..]));
@@ -213,7 +205,7 @@ mod tests {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, std::io::Error>(vec![b'x'; 5])
         });
-        let body = read_body(Body::from_stream(chunks), 12, false)
+        let body = read_body(Body::from_stream(chunks), &HeaderMap::new(), 12)
             .await
             .unwrap();
         assert_eq!(body, None);
@@ -223,7 +215,12 @@ mod tests {
             "every chunk was read"
         );
         // Declared too big: nothing kept either.
-        assert_eq!(read_body(chunked(&[b"{}"]), 100, true).await.unwrap(), None);
+        assert_eq!(
+            read_body(chunked(&[b"{}"]), &declaring(101), 100)
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
