@@ -1,5 +1,7 @@
 //! Storage behind one trait. SQLite is embedded; PostgreSQL follows with the same SQL shapes
-//! (integer millisecond times, the job queue as a table with leases).
+//! (integer millisecond times, a job queue with leases). A job is an unfinished run's place in
+//! the queue: PostgreSQL keeps it in a `jobs` table; SQLite in the run's own row, under a partial
+//! index (one b-tree fewer per delivery, `migrations/sqlite/0008_queue_in_executions.sql`).
 
 mod hook_cache;
 mod postgres;

@@ -99,6 +99,7 @@ both_stores!(
     each_job_is_claimed_by_one_node,
     a_delivery_taken_with_a_lease_is_claimed_already,
     parked_runs_wake_on_decisions_and_resolves,
+    a_cancelled_run_leaves_the_queue,
     a_resolve_marks_only_runs_that_watch_for_it,
     users_sessions_and_tokens_keep_an_admin,
     a_delivery_runs_and_ends_as_stored,
@@ -446,6 +447,27 @@ async fn a_delivery_taken_with_a_lease_is_claimed_already(store: Arc<dyn Store>)
     assert_eq!(claimed, [("theirs".to_string(), 1)]);
     let after_lease = store.claim_jobs("b", 61_001, 60_000, 10).await.unwrap();
     assert_eq!(after_lease, [("mine".to_string(), 2)]);
+}
+
+async fn a_cancelled_run_leaves_the_queue(store: Arc<dyn Store>) {
+    // One cancelled while pending, one while parked: neither is claimed again, even once
+    // every lease has run out and their wait is due, and both stay cancelled.
+    store.create_execution(&manual_run("c1"), 1).await.unwrap();
+    store.create_execution(&manual_run("c2"), 1).await.unwrap();
+    let claimed = store.claim_jobs("n", 1, 1_000, 1).await.unwrap();
+    let parked = claimed[0].0.clone();
+    store.park(&parked, 50).await.unwrap();
+    for id in ["c1", "c2"] {
+        assert_eq!(store.cancel(id, 2).await.unwrap(), CancelOutcome::Cancelled);
+    }
+    assert!(store
+        .claim_jobs("n", 100_000, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for id in ["c1", "c2"] {
+        assert_eq!(store.get_execution(id).await.unwrap().0.status, "cancelled");
+    }
 }
 
 async fn parked_runs_wake_on_decisions_and_resolves(store: Arc<dyn Store>) {

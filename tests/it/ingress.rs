@@ -559,7 +559,7 @@ steps:
     let db = rusqlite::Connection::open(app.data_dir().join("alertflow.db")).unwrap();
     let (claims, started): (i64, Option<i64>) = db
         .query_row(
-            "SELECT j.claims, x.started_at FROM jobs j JOIN executions x ON x.id = j.execution_id WHERE x.id = ?",
+            "SELECT claims, started_at FROM executions WHERE id = ? AND run_at IS NOT NULL",
             [&id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -128,9 +128,10 @@ pub(super) fn insert_execution(
     now: i64,
     lease: Option<&Lease>,
 ) -> Result<()> {
+    // Queued from the start (`run_at`); a run handed to this node at ingest is stored leased.
     c.prepare_cached(
-        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, started_at, watches_resolution)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO executions (id, workflow_id, version, status, trigger_type, event_id, alert_index, input, alert_key, lock_key, replay_of, created_at, started_at, watches_resolution, run_at, lease_owner, lease_until, claims)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         ex.id,
@@ -147,16 +148,10 @@ pub(super) fn insert_execution(
         now,
         lease.map(|_| now),
         ex.watches_resolution,
-    ])?;
-    c.prepare_cached(
-        "INSERT INTO jobs (execution_id, run_at, lease_owner, lease_until, claims) VALUES (?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
-        ex.id,
         now,
         lease.map(|l| &l.node),
         lease.map(|l| l.until),
-        lease.is_some() as i64
+        lease.is_some() as i64,
     ])?;
     Ok(())
 }
@@ -174,7 +169,7 @@ fn mark_resolved(c: &Connection, workflow_id: &str, keys: &[String], now: i64) -
         .collect::<rusqlite::Result<Vec<String>>>()?;
     if !woken.is_empty() {
         c.prepare_cached(
-            "UPDATE jobs SET run_at = ? WHERE run_at > ? AND execution_id IN (SELECT value FROM json_each(?))",
+            "UPDATE executions SET run_at = ? WHERE run_at > ? AND id IN (SELECT value FROM json_each(?))",
         )?
         .execute(params![now, now, serde_json::to_string(&woken).unwrap_or_default()])?;
     }
@@ -188,29 +183,24 @@ pub(super) fn claim_jobs(
     lease_ms: i64,
     limit: usize,
 ) -> Result<Vec<(String, i64)>> {
+    // One statement claims and marks running; `run_at <= ?3` implies `run_at IS NOT NULL`, so
+    // the search walks the queue's partial index, not the history.
     let claimed = c
         .prepare_cached(
-            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, claims = claims + 1 WHERE execution_id IN (
-                SELECT j.execution_id FROM jobs j JOIN executions x ON x.id = j.execution_id
-                WHERE j.run_at <= ?3 AND (j.lease_until IS NULL OR j.lease_until < ?3)
+            "UPDATE executions SET lease_owner = ?1, lease_until = ?2, claims = claims + 1,
+                status = 'running', started_at = COALESCE(started_at, ?3)
+              WHERE id IN (
+                SELECT x.id FROM executions x
+                WHERE x.run_at <= ?3 AND (x.lease_until IS NULL OR x.lease_until < ?3)
                   AND (x.lock_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM executions o WHERE o.workflow_id = x.workflow_id AND o.lock_key = x.lock_key
                       AND o.id < x.id AND o.status IN ('pending', 'running', 'waiting')))
-                ORDER BY j.run_at LIMIT ?4) RETURNING execution_id, claims",
+                ORDER BY x.run_at LIMIT ?4) RETURNING id, claims",
         )?
         .query_map(params![node, now + lease_ms, now, limit as i64], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    // One statement per run, on the primary key: the former `id IN (json_each(?))` made the
-    // planner walk the index by status (since dropped) over every unfinished execution, the
-    // whole backlog, at each claim. Here a statement costs no hand-off, so one per row is cheap.
-    let mut running = c.prepare_cached(
-        "UPDATE executions SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('pending', 'running', 'waiting')",
-    )?;
-    for (id, _) in &claimed {
-        running.execute(params![now, id])?;
-    }
     Ok(claimed)
 }
 
@@ -222,7 +212,7 @@ pub(super) fn extend_leases(
     until: i64,
 ) -> Result<Vec<String>> {
     c.prepare_cached(
-        "UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND execution_id IN (SELECT value FROM json_each(?))",
+        "UPDATE executions SET lease_until = ? WHERE lease_owner = ? AND run_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
     )?
     .execute(params![until, node, ids])?;
     let cancelled = c
@@ -290,22 +280,18 @@ pub(super) fn finish_execution(
     now: i64,
 ) -> Result<()> {
     c.prepare_cached(
-        "UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+        "UPDATE executions SET status = ?, error = ?, finished_at = ?, started_at = COALESCE(started_at, ?),
+           run_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?",
     )?
     .execute(params![status, error, now, now, id])?;
-    c.prepare_cached("DELETE FROM jobs WHERE execution_id = ?")?
-        .execute(params![id])?;
     Ok(())
 }
 
 pub(super) fn park(c: &Connection, id: &str, run_at: i64) -> Result<()> {
-    c.prepare_cached(
-        "UPDATE executions SET status = 'waiting' WHERE id = ? AND status = 'running'",
-    )?
-    .execute(params![id])?;
     // claims = 1: a run that parks did not crash; MAX_CLAIMS counts from here.
     c.prepare_cached(
-        "UPDATE jobs SET run_at = ?, lease_owner = NULL, lease_until = NULL, claims = 1 WHERE execution_id = ?",
+        "UPDATE executions SET status = CASE status WHEN 'running' THEN 'waiting' ELSE status END,
+           run_at = ?, lease_owner = NULL, lease_until = NULL, claims = 1 WHERE id = ? AND run_at IS NOT NULL",
     )?
     .execute(params![run_at, id])?;
     Ok(())

@@ -20,11 +20,10 @@ impl SqliteStore {
                         .bind(id.as_str()).fetch_one(&mut *c).await?;
                     match status.as_str() {
                         "pending" | "waiting" => {
-                            sqlx::query("UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = ? WHERE id = ?")
+                            sqlx::query("UPDATE executions SET status = 'cancelled', error = 'cancelled', finished_at = ?, run_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?")
                                 .bind(now).bind(id.as_str()).execute(&mut *c).await?;
                             sqlx::query("UPDATE steps SET status = 'cancelled', finished_at = ? WHERE execution_id = ? AND status IN ('pending', 'running', 'waiting')")
                                 .bind(now).bind(id.as_str()).execute(&mut *c).await?;
-                            sqlx::query("DELETE FROM jobs WHERE execution_id = ?").bind(id.as_str()).execute(&mut *c).await?;
                             Ok(CancelOutcome::Cancelled)
                         }
                         "running" => {
@@ -70,7 +69,7 @@ impl SqliteStore {
                     sqlx::query("INSERT INTO approvals (execution_id, step_id, decision, decided_by, decided_at, comment) VALUES (?, ?, ?, ?, ?, ?)")
                         .bind(id).bind(&d.step_id).bind(&d.decision).bind(&d.decided_by).bind(d.decided_at).bind(&d.comment)
                         .execute(&mut *c).await?;
-                    sqlx::query("UPDATE jobs SET run_at = ? WHERE execution_id = ? AND run_at > ?")
+                    sqlx::query("UPDATE executions SET run_at = ? WHERE id = ? AND run_at > ?")
                         .bind(d.decided_at).bind(id).bind(d.decided_at).execute(&mut *c).await?;
                     Ok(())
                 }

@@ -603,7 +603,7 @@ impl Store for SqliteStore {
             .write(node, move |c, args| {
                 async move {
                     let node = &*args;
-                    let done = sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?")
+                    let done = sqlx::query("UPDATE executions INDEXED BY executions_queue SET lease_owner = NULL, lease_until = NULL WHERE run_at IS NOT NULL AND lease_owner = ?")
                         .bind(node).execute(&mut *c).await?;
                     Ok(done.rows_affected())
                 }
