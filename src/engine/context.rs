@@ -190,12 +190,15 @@ impl Redactor {
         }
     }
 
-    /// A value as stored JSON text, redacted.
+    /// A value as stored JSON text, redacted. Through `serde_json::to_string`, which writes to
+    /// a buffer: `Display` (`to_string()`) goes through a formatter call per token.
     pub fn json(&self, v: &Value) -> String {
-        if self.values.is_empty() {
-            return v.to_string();
-        }
-        self.value(v).to_string()
+        let text = if self.values.is_empty() {
+            serde_json::to_string(v)
+        } else {
+            serde_json::to_string(&self.value(v))
+        };
+        text.expect("a JSON value serializes")
     }
 }
 
