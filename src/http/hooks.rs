@@ -165,6 +165,7 @@ fn api_key(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
 
     fn key(uri: &str, headers: &[(&str, &str)]) -> Option<String> {
         let uri: Uri = uri.parse().unwrap();
@@ -177,8 +178,6 @@ mod tests {
         }
         api_key(&uri, &map)
     }
-
-    use futures_util::StreamExt;
 
     fn declaring(length: usize) -> HeaderMap {
         let mut headers = HeaderMap::new();

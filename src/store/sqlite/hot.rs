@@ -224,7 +224,7 @@ pub(super) fn extend_leases(
     until: i64,
 ) -> Result<Vec<String>> {
     c.prepare_cached(
-        "UPDATE executions SET lease_until = ? WHERE lease_owner = ? AND run_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
+        "UPDATE executions SET lease_until = ? WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?))",
     )?
     .execute(params![until, node, ids])?;
     let cancelled = c
