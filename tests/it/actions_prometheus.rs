@@ -146,7 +146,7 @@ steps:
 const QUIET: &str = "route:\n  receiver: 'null'\nreceivers:\n- name: 'null'\n";
 
 pub async fn post_alert(am: &str, labels: &Value) {
-    let r = reqwest::Client::new()
+    let r = client()
         .post(format!("{am}/api/v2/alerts"))
         .json(&json!([{"labels": labels, "annotations": {"summary": "flapping"}}]))
         .send()
@@ -157,7 +157,7 @@ pub async fn post_alert(am: &str, labels: &Value) {
 
 /// The alert's status as Alertmanager reports it: (state, silencedBy).
 pub async fn alert_status(am: &str, alertname: &str) -> Option<(String, Vec<String>)> {
-    let alerts: Value = reqwest::Client::new()
+    let alerts: Value = client()
         .get(format!("{am}/api/v2/alerts"))
         .query(&[("filter", format!("alertname=\"{alertname}\""))])
         .send()

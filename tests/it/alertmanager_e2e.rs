@@ -34,7 +34,7 @@ impl Proc {
 
     /// Waits for `GET {url}/-/ready` to answer 200; fails early, with the log, if the process exits.
     pub async fn ready(&mut self, url: &str) {
-        let http = reqwest::Client::new();
+        let http = client();
         for _ in 0..300 {
             if let Some(st) = self.child.try_wait().unwrap() {
                 panic!("{} exited with {st}:\n{}", self.name, self.log());
@@ -195,7 +195,7 @@ async fn seed_journey_through_a_real_alertmanager() {
     let tmp = tempfile::tempdir().unwrap();
     let (_am, am_url) = start_alertmanager(&am_bin, tmp.path(), &alertmanager_yml(&block)).await;
 
-    let http = reqwest::Client::new();
+    let http = client();
     let labels = json!({"alertname": "SeedJourney", "severity": "critical"});
     let starts_at = now();
     let post_alert = |alert: Value| {

@@ -124,7 +124,11 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
     let other = free_port();
     let stranger_dir = tempfile::tempdir().unwrap();
     let stranger = node(&db.url, stranger_dir.path(), other, &"0".repeat(64));
-    let out = stranger.wait_with_output().await.unwrap();
+    // (Bounded: a node that wrongly started would serve for ever.)
+    let out = tokio::time::timeout(Duration::from_secs(60), stranger.wait_with_output())
+        .await
+        .expect("a node with another master key exits")
+        .unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("master key differs"),
@@ -132,7 +136,7 @@ async fn three_nodes_share_the_work_and_survive_a_killed_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let http = reqwest::Client::new();
+    let http = client();
     let base = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
     let api = |i: usize, path: &str| format!("{}/api/v1{path}", base(i));
     let key: Value = http

@@ -48,7 +48,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Confi
     TestApp {
         base,
         token: token.trim().to_string(),
-        http: reqwest::Client::new(),
+        http: client(),
         dir,
         clock,
         stop: Some(stop),
@@ -56,19 +56,36 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Confi
     }
 }
 
-/// Polls `f` until it returns Some, for up to 30 seconds.
+/// An HTTP client whose every request gives up after a minute: a server that accepts a
+/// connection and never answers fails the test with the URL, instead of hanging the suite
+/// (CI once sat 85 minutes on one such request).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns Some, for up to a minute in all: an attempt that hangs is cut
+/// off at that deadline too, so that a wait always ends.
 pub async fn wait_for<T, F, Fut>(mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..600 {
-        if let Some(v) = f().await {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // (`timeout_at` polls `f` before its clock: an attempt that answers at once never times
+    // out, hence the check of the deadline as well.)
+    while let Ok(found) = tokio::time::timeout_at(deadline, f()).await {
+        if let Some(v) = found {
             return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("condition not met within 30s");
+    panic!("condition not met within 60s");
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {

@@ -208,7 +208,7 @@ impl Server {
     /// Posts a delivery; (status, whether Retry-After came, body); status 0 when the server
     /// is not listening (yet).
     async fn hook(&self, key: &str, body: &Value) -> (u16, bool, Value) {
-        let sent = reqwest::Client::new()
+        let sent = client()
             .post(format!("{}/hooks/disk", self.base))
             .header("x-api-key", key)
             .json(body)
@@ -229,7 +229,7 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> Value {
-        let mut req = reqwest::Client::new()
+        let mut req = client()
             .request(method, format!("{}/api/v1{path}", self.base))
             .bearer_auth(token);
         if let Some(b) = body {
@@ -298,7 +298,7 @@ async fn set_up(data: &Path, log: &Path) -> (Server, String, String) {
             .filter(|r| r.status().is_success())
     })
     .await;
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(format!("{}/api/v1/workflows", server.base))
         .bearer_auth(&token)
         .body(WORKFLOW)
@@ -424,7 +424,7 @@ async fn a_read_only_or_full_disk_at_start_up_answers_503_until_it_clears() {
         let server = Server::start(&data, free_port(), &log);
         // It does not exit: it answers 503 with Retry-After and the reason.
         let (status, retry_after, body) = wait_for(|| async {
-            let r = reqwest::Client::new()
+            let r = client()
                 .post(format!("{}/hooks/disk", server.base))
                 .header("x-api-key", &key)
                 .json(&json!({"n": 1}))

@@ -512,7 +512,7 @@ async fn templates_as_deep_as_the_length_limit_allows_do_not_take_the_server_dow
         .await
         .trim()
         .to_string();
-    let http = reqwest::Client::new();
+    let http = client();
     wait_for(|| async { http.get(format!("{base}/readyz")).send().await.ok() }).await;
     let limit = alertflow_domain::template::MAX_TEMPLATE_BYTES;
     let chain = |link: &str| {

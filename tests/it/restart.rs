@@ -38,10 +38,31 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
         // A long lease: the restart must resume the run because it is this node's, not
         // because a lease ran out.
         .env("ALERTFLOW_JOB_LEASE", "10m")
-        .stdout(std::process::Stdio::null())
+        .stdout(log_file(dir))
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// The servers' log, `server.log` in the data dir, appended to by each start.
+fn log_file(dir: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap()
+}
+
+/// Prints the servers' log when the test fails, before the data dir goes.
+struct PrintLogOnFailure<'a>(&'a std::path::Path);
+
+impl Drop for PrintLogOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.0.join("server.log")).unwrap_or_default();
+            eprintln!("--- server.log ---\n{log}--- end of server.log ---");
+        }
+    }
 }
 
 /// Starts the binary on `dir`, waits until it answers, and creates the key `ops`: the server,
@@ -55,7 +76,7 @@ async fn start_with_key(dir: &std::path::Path, port: u16) -> (Child, String, Str
         .trim()
         .to_string();
     wait_for(|| async { api(&base, &token, "/workflows").await }).await;
-    let key: Value = reqwest::Client::new()
+    let key: Value = client()
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"name": "ops"}))
@@ -69,7 +90,7 @@ async fn start_with_key(dir: &std::path::Path, port: u16) -> (Child, String, Str
 }
 
 async fn api(base: &str, token: &str, path: &str) -> Option<Value> {
-    let resp = reqwest::Client::new()
+    let resp = client()
         .get(format!("{base}/api/v1{path}"))
         .bearer_auth(token)
         .send()
@@ -81,6 +102,7 @@ async fn api(base: &str, token: &str, path: &str) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_resumes_the_run_after_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let _log = PrintLogOnFailure(dir.path());
     let first_hits = recorder(200).await;
     let (hold, gate_hits) = (
         Arc::new(AtomicBool::new(true)),
@@ -91,7 +113,7 @@ async fn a_killed_server_resumes_the_run_after_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (mut server, token, key) = start_with_key(dir.path(), port).await;
-    let http = reqwest::Client::new();
+    let http = client();
     let doc = format!(
         "name: resume\ntrigger: {{type: prometheus}}\nsteps:\n  - {{id: first, uses: http.request, with: {{url: '{}'}}}}\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}}}\n  - {{id: last, uses: transform, with: {{value: '{{{{ steps.slow.output.body }}}}'}}}}\n",
         first_hits.url
@@ -171,6 +193,7 @@ async fn a_killed_server_resumes_the_run_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     let dir = tempfile::tempdir().unwrap();
+    let _log = PrintLogOnFailure(dir.path());
     let (hold, hits) = (
         Arc::new(AtomicBool::new(true)),
         Arc::new(AtomicUsize::new(0)),
@@ -179,7 +202,7 @@ async fn sigterm_stops_taking_deliveries_and_hands_back_unfinished_runs() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (mut server, token, key) = start_with_key(dir.path(), port).await;
-    let http = reqwest::Client::new();
+    let http = client();
     let doc = format!("name: held\ntrigger: {{type: webhook}}\nsteps:\n  - {{id: slow, uses: http.request, with: {{url: '{gate_url}'}}, timeout: 1h}}\n");
     assert!(http
         .post(format!("{base}/api/v1/workflows"))
@@ -259,10 +282,11 @@ async fn sigkill_under_a_real_alertmanager_loses_and_doubles_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let _log = PrintLogOnFailure(dir.path());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (mut server, token, key) = start_with_key(dir.path(), port).await;
-    let http = reqwest::Client::new();
+    let http = client();
     let doc = "name: stream\ntrigger: {type: prometheus}\nsteps:\n  - {id: note, uses: transform, with: {value: '{{ trigger.groupLabels.alertname }}'}}\n";
     let resp = http
         .post(format!("{base}/api/v1/workflows"))

@@ -135,7 +135,7 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
     let id = ex["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    let resp = reqwest::Client::new()
+    let resp = client()
         .get(format!("{base}/api/v1/executions/{id}"))
         .bearer_auth(&token)
         .send()
@@ -150,7 +150,7 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
 
     // An API key presented in the query string (as Alertmanager's URL carries it) is not
     // logged either.
-    let key: serde_json::Value = reqwest::Client::new()
+    let key: serde_json::Value = client()
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"name": "am"}))
@@ -161,7 +161,7 @@ async fn a_secret_reaches_the_action_and_nothing_else() {
         .await
         .unwrap();
     let key = key["value"].as_str().unwrap().to_string();
-    let hook = reqwest::Client::new()
+    let hook = client()
         .post(format!("{base}/hooks/no-such-workflow?x-api-key={key}"))
         .json(&serde_json::json!({}))
         .send()

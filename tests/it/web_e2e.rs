@@ -4,7 +4,7 @@
 //! ALERTFLOW_E2E=require. SCREENSHOTS=DIR keeps the screenshots there (the README's come from
 //! `SCREENSHOTS=$PWD/docs/screenshots`).
 
-use crate::common::{e2e_binary, fixtures_dir, wait_for};
+use crate::common::{client, e2e_binary, fixtures_dir, wait_for};
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -59,7 +59,7 @@ async fn the_seed_journey_by_clicking_in_chromium() {
         }
     }
     let password = password.expect("serve printed the admin password");
-    let http = reqwest::Client::new();
+    let http = client();
     wait_for(|| async {
         let r = http.get(format!("{base}/healthz")).send().await.ok()?;
         r.status().is_success().then_some(())
