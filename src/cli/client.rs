@@ -135,7 +135,11 @@ mod tests {
         let base = format!("http://{}", silent.local_addr().unwrap());
         let client = Client::with_timeout(&base, "t".into(), Duration::from_millis(300)).unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(10), client.get("/workflows"));
-        let err = answer.await.expect("the client gave up").unwrap_err().to_string();
+        let err = answer
+            .await
+            .expect("the client gave up")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&base) && err.contains("did not answer within 0.3s"),
             "{err}"
